@@ -1,0 +1,318 @@
+"""The checkpoint format: one folder per model, written atomically, verified on load.
+
+    models/checkpoints/<name>/
+        weights.safetensors   tensors only: loading never runs code from a file
+        card.json             kind, latent dim, architecture, provenance, metrics,
+                              and the sha256 of every other file in the folder
+        centroids.json        digit -> mean latent vector, and its per-dimension spread
+        history.json          per-epoch train and validation loss
+
+A save builds the whole folder beside the target under a hidden temporary name and then
+renames it into place, so a crash leaves either the old checkpoint or the new one, never
+a mix. A load checks every file's sha256 against the card, then every tensor's name and
+shape against the network the card describes, and refuses anything else with a
+`CheckpointError` that names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from models.networks import KINDS, NUM_DIGITS, Architecture, build_model
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "card.json"
+CENTROIDS_FILE = "centroids.json"
+HISTORY_FILE = "history.json"
+DEFAULT_CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, damaged, or disagrees with its card."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded, verified checkpoint: the network in eval mode plus its metadata."""
+
+    path: Path
+    card: dict[str, Any]
+    model: nn.Module
+    centroids: Tensor | None = None  # (10, latent_dim), row d is digit d's centroid
+    spread: Tensor | None = None  # (10, latent_dim), per-dimension std around it
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def kind(self) -> str:
+        return str(self.card["kind"])
+
+    @property
+    def latent_dim(self) -> int | None:
+        return self.card.get("latent_dim")
+
+
+# -- hashing and atomic writes -------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """torch.save through a temporary file and a rename (for training state)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- save ----------------------------------------------------------------------------
+
+
+def centroids_payload(centroids: Tensor, spread: Tensor, counts: list[int]) -> dict[str, Any]:
+    """The JSON form of per-digit centroids: digit (as a string) -> vector."""
+    return {
+        "latent_dim": int(centroids.shape[1]),
+        "centroids": {str(d): [float(v) for v in centroids[d]] for d in range(NUM_DIGITS)},
+        "spread": {str(d): [float(v) for v in spread[d]] for d in range(NUM_DIGITS)},
+        "counts": {str(d): int(counts[d]) for d in range(NUM_DIGITS)},
+    }
+
+
+def save_checkpoint(
+    directory: Path | str,
+    model: nn.Module,
+    card: dict[str, Any],
+    *,
+    centroids: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write a complete checkpoint folder at `directory`, replacing any old one atomically.
+
+    `card` holds the caller's metadata; this adds the format version, the architecture,
+    and the sha256 of each file written.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS_FILE))
+        files = {WEIGHTS_FILE: sha256_of(staging / WEIGHTS_FILE)}
+        if centroids is not None:
+            atomic_write_json(staging / CENTROIDS_FILE, centroids)
+            files[CENTROIDS_FILE] = sha256_of(staging / CENTROIDS_FILE)
+        if history is not None:
+            atomic_write_json(staging / HISTORY_FILE, history)
+            files[HISTORY_FILE] = sha256_of(staging / HISTORY_FILE)
+        full_card = {
+            "format_version": FORMAT_VERSION,
+            "name": directory.name,
+            **card,
+            "kind": model.kind,
+            "latent_dim": getattr(model, "latent_dim", None),
+            "architecture": model.arch.to_dict() if hasattr(model, "arch") else None,
+            "weights_sha256": files[WEIGHTS_FILE],
+            "files": files,
+        }
+        atomic_write_json(staging / CARD_FILE, full_card)
+        _swap_into_place(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def _swap_into_place(staging: Path, directory: Path) -> None:
+    """Rename the finished staging folder to `directory`; the old one is removed after."""
+    old = None
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+    os.replace(staging, directory)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# -- load ----------------------------------------------------------------------------
+
+
+def read_card(directory: Path | str) -> dict[str, Any]:
+    """Read and sanity-check a card without touching the weights."""
+    path = Path(directory) / CARD_FILE
+    card = _read_json(path)
+    if not isinstance(card, dict):
+        raise CheckpointError(path, "the card is not a JSON object")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(path, f"format_version is {card.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if card.get("kind") not in KINDS:
+        raise CheckpointError(path, f"kind is {card.get('kind')!r}, expected one of {', '.join(KINDS)}")
+    if card["kind"] != "classifier":
+        latent = card.get("latent_dim")
+        if not isinstance(latent, int) or isinstance(latent, bool) or latent < 1:
+            raise CheckpointError(path, f"latent_dim is {latent!r}, expected a positive integer")
+    if not isinstance(card.get("files"), dict) or WEIGHTS_FILE not in card["files"]:
+        raise CheckpointError(path, f"the card lists no sha256 for {WEIGHTS_FILE}")
+    return card
+
+
+def verify_files(directory: Path | str, card: dict[str, Any]) -> None:
+    """Check every file the card lists against its sha256."""
+    directory = Path(directory)
+    for name, expected in card["files"].items():
+        if Path(name).name != name:
+            raise CheckpointError(directory / CARD_FILE, f"file name {name!r} is not a plain name")
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(path, "missing (the card lists it)")
+        actual = sha256_of(path)
+        if actual != expected:
+            raise CheckpointError(
+                path, f"sha256 mismatch: the card says {expected[:12]}…, the file is {actual[:12]}… (damaged or edited)"
+            )
+
+
+def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load and verify one checkpoint folder; raise `CheckpointError` on any problem."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(directory, "no such checkpoint folder")
+    card = read_card(directory)
+    verify_files(directory, card)
+    model = _build_from_card(directory, card)
+    state = _read_weights(directory / WEIGHTS_FILE)
+    _check_state_matches(directory / WEIGHTS_FILE, model, state)
+    model.load_state_dict(state)
+    model.to(device).eval()
+
+    checkpoint = Checkpoint(path=directory, card=card, model=model)
+    if CENTROIDS_FILE in card["files"]:
+        checkpoint.centroids, checkpoint.spread = _read_centroids(directory / CENTROIDS_FILE, card["latent_dim"])
+    elif card["kind"] in ("ae", "vae"):
+        raise CheckpointError(directory / CENTROIDS_FILE, "an auto-encoder checkpoint needs its centroids")
+    if HISTORY_FILE in card["files"]:
+        checkpoint.history = _read_json(directory / HISTORY_FILE)
+    return checkpoint
+
+
+def list_checkpoints(root: Path | str = DEFAULT_CHECKPOINTS_DIR) -> list[Path]:
+    """Checkpoint folders under `root` (those holding a card), by name; hidden ones skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CARD_FILE).exists())
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(path, "missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(path, f"not valid JSON ({exc})") from None
+
+
+def _build_from_card(directory: Path, card: dict[str, Any]) -> nn.Module:
+    try:
+        arch = Architecture.from_dict(card["architecture"]) if card["kind"] != "classifier" else None
+        if arch is None:
+            return build_model("classifier")
+        return build_model(card["kind"], card["latent_dim"], arch)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(directory / CARD_FILE, f"cannot build the network it describes ({exc})") from None
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(path, f"not a readable safetensors file ({exc})") from None
+
+
+def _check_state_matches(path: Path, model: nn.Module, state: dict[str, Tensor]) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            path, f"tensors do not match the card's network (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+        )
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                path,
+                f"tensor {key!r} has shape {tuple(state[key].shape)}, the card's network needs {tuple(tensor.shape)}",
+            )
+
+
+def _read_centroids(path: Path, latent_dim: int) -> tuple[Tensor, Tensor]:
+    data = _read_json(path)
+    try:
+        rows = [data["centroids"][str(d)] for d in range(NUM_DIGITS)]
+        spread = [data["spread"][str(d)] for d in range(NUM_DIGITS)]
+        centroids = torch.tensor(rows, dtype=torch.float32)
+        spreads = torch.tensor(spread, dtype=torch.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"expected a vector for each digit 0-9 ({exc})") from None
+    if centroids.shape != (NUM_DIGITS, latent_dim) or spreads.shape != (NUM_DIGITS, latent_dim):
+        raise CheckpointError(
+            path, f"centroids have shape {tuple(centroids.shape)}, the card's latent_dim {latent_dim} needs (10, {latent_dim})"
+        )
+    if not torch.isfinite(centroids).all():
+        raise CheckpointError(path, "centroids contain NaN or infinity")
+    return centroids, spreads
