@@ -10,6 +10,7 @@ from models.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
+    update_card,
 )
 from models.corruptions import GaussianNoise, Occlusion
 from models.networks import (
@@ -40,4 +41,5 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "save_checkpoint",
+    "update_card",
 ]

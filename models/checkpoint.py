@@ -310,9 +310,25 @@ def _read_centroids(path: Path, latent_dim: int) -> tuple[Tensor, Tensor]:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(path, f"expected a vector for each digit 0-9 ({exc})") from None
     if centroids.shape != (NUM_DIGITS, latent_dim) or spreads.shape != (NUM_DIGITS, latent_dim):
-        raise CheckpointError(
-            path, f"centroids have shape {tuple(centroids.shape)}, the card's latent_dim {latent_dim} needs (10, {latent_dim})"
-        )
+        needed = (NUM_DIGITS, latent_dim)
+        raise CheckpointError(path, f"centroids have shape {tuple(centroids.shape)}, the card needs {needed}")
     if not torch.isfinite(centroids).all():
         raise CheckpointError(path, "centroids contain NaN or infinity")
     return centroids, spreads
+
+
+def update_card(directory: Path | str, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into a checkpoint's card (e.g. metrics measured later by the report).
+
+    Nested dicts are merged one level deep, so `metrics={...}` adds to the existing metrics.
+    The card is not hashed by itself, so the other files stay valid; the write is atomic.
+    """
+    directory = Path(directory)
+    card = read_card(directory)
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(card.get(key), dict):
+            card[key] = {**card[key], **value}
+        else:
+            card[key] = value
+    atomic_write_json(directory / CARD_FILE, card)
+    return card

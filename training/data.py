@@ -126,7 +126,8 @@ def load_mat(path: Path) -> Digits:
         raise DataError(path, f"not a readable MATLAB .mat file ({exc})") from None
     for key in ("input_images", "output_labels"):
         if key not in mat:
-            raise DataError(path, f"has no variable {key!r} (found: {sorted(k for k in mat if not k.startswith('__'))})")
+            found = sorted(k for k in mat if not k.startswith("__"))
+            raise DataError(path, f"has no variable {key!r} (found: {found})")
     flat = np.asarray(mat["input_images"])
     if flat.ndim != 2 or flat.shape[1] != SIDE * SIDE:
         raise DataError(path, f"input_images must be N x 784, got shape {flat.shape}")
@@ -253,7 +254,8 @@ def _checked_labels(path: Path, values: np.ndarray) -> np.ndarray:
         raise DataError(path, "labels must be whole numbers 0..9")
     bad = (values < 0) | (values > 9)
     if bad.any():
-        raise DataError(path, f"labels must lie in 0..9, found {values[bad][0]!r} (and {int(bad.sum()) - 1} more)")
+        others = f" (and {int(bad.sum()) - 1} more)" if bad.sum() > 1 else ""
+        raise DataError(path, f"labels must lie in 0..9, found {values[bad][0].item()!r}{others}")
     return values.astype(np.uint8)
 
 

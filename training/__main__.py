@@ -1,0 +1,7 @@
+"""`python -m training --help`: see training/cli.py."""
+
+import sys
+
+from training.cli import main
+
+sys.exit(main())

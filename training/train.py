@@ -1,0 +1,588 @@
+"""The training loop: Adam, early stopping on validation loss, a resumable state every epoch.
+
+`train(config, data, out_dir, name)` splits `data` by a seeded index split, trains the
+network `config` describes, restores the weights of the best validation epoch, measures
+it, and writes the checkpoint `out_dir/name` (models.checkpoint's format). The data
+(5,000 images) lives in memory as tensors; no DataLoader.
+
+Losses (one number per batch, the mean over its images):
+    ae          mean squared error per pixel (the report's loss)
+    vae         recon + kl from models.losses.vae_terms, i.e. -ELBO in nats per image
+    classifier  cross-entropy (the judge, see training/judge.py)
+
+Reproducible: the same config and data give bit-identical weights on CPU. The weights are
+initialised after torch.manual_seed(seed); the batch order and the augmentation draw from
+their own generator seeded with `seed`; the VAE's sampling and dropout use torch's global
+generator. All three states are saved every epoch with the model, the best weights so far,
+the optimizer, the scheduler and the history, atomically, in `out_dir/.<name>.resume.pt`.
+`resume=True` continues from there and ends exactly where an uninterrupted run would.
+
+The card (what `save_checkpoint` receives; it adds format_version, name, kind, latent_dim,
+architecture, weights_sha256 and files):
+
+    versions        {"python", "torch", "numpy", "safetensors"}
+    data            training data provenance: {"kind", "files": [{"name", "bytes", "sha256"}], "images"}
+    test_data       the same for --test-data, or null
+    split           {"seed", "val_fraction", "test_fraction", "sizes": {"train", "validation", "test"}};
+                    training.split.split_indices(images, seed, val_fraction, test_fraction) rebuilds it
+    config          every TrainConfig field (channels as a list; the classifier's has no architecture)
+    epochs_run      epochs trained
+    best_epoch      the epoch (1-based) whose weights were kept: the early-stop epoch
+    best_val_loss   its validation loss
+    stopped_early   true when patience ran out before the epoch limit
+    wall_time_s     seconds from loading to the saved checkpoint (summed over resumed sessions)
+    device          what it trained on ("cpu", "cuda", ...)
+    resumed         whether any part came from a resume file
+    trained_at      UTC time the checkpoint was written (ISO 8601)
+    metrics         {"validation": {...}, "test_split": {...}, "heldout": {...}}
+                    test_split: the split's held-back test part (absent when test_fraction is 0);
+                    heldout: the --test-data set (absent without it). Each holds "images" and
+        ae          mse, bce (means per pixel), nearest_centroid_accuracy
+        vae         mse, bce (of the decoded posterior mean), recon (summed BCE, nats per image),
+                    kl (nats per image), elbo (= -(recon + kl), one seeded sample of z per image),
+                    nearest_centroid_accuracy
+        classifier  accuracy, cross_entropy
+
+The history (history.json) is a list of {"epoch", "train_loss", "val_loss", "lr"}.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from models.checkpoint import CheckpointError, atomic_torch_save, save_checkpoint
+from models.losses import bce_per_image, mse_per_image, vae_terms
+from models.networks import NUM_DIGITS, Architecture, build_model
+from training.augment import random_affine
+from training.centroids import Centroids, compute_centroids, nearest_centroid_accuracy
+from training.data import DataError, Digits
+from training.split import Split, check_fractions, split_indices
+
+KINDS = ("ae", "vae", "classifier")
+SCHEDULES = ("none", "onecycle")
+ARCHITECTURE_FIELDS = ("latent_dim", "channels", "hidden", "batch_norm")
+RESUME_FORMAT = 1
+EVAL_BATCH = 1000
+EVAL_SEED = 0  # the VAE's evaluation samples z from this seed, so every epoch is measured alike
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (plus the device). Each field is a CLI flag."""
+
+    kind: str = "ae"
+    latent_dim: int | None = 6
+    channels: tuple[int, int, int] = (8, 16, 32)
+    hidden: int = 64
+    batch_norm: bool = True
+    augment: float = 0.0  # strength of training.augment.random_affine; 0 = none
+    epochs: int = 100  # the most epochs; early stopping usually ends sooner
+    patience: int = 10  # epochs without a better validation loss before stopping
+    batch_size: int = 64
+    lr: float = 1e-3  # Adam's learning rate (the peak one with onecycle)
+    schedule: str = "none"  # none | onecycle (over `epochs` epochs)
+    weight_decay: float = 0.0
+    seed: int = 0  # weights, batch order, augmentation, sampling
+    split_seed: int = 0  # the train/validation/test split, shared by models meant to compare
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    device: str = "auto"  # auto = cuda when available, else cpu
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.kind != "classifier" and (self.latent_dim is None or self.latent_dim < 1):
+            raise ValueError(f"a {self.kind} needs a positive latent dimension, got {self.latent_dim!r}")
+        if len(self.channels) != 3 or min(self.channels) < 1 or self.hidden < 1:
+            raise ValueError(f"channels (3 numbers) and hidden must be positive, got {self.channels}, {self.hidden}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        for name in ("epochs", "patience", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.augment >= 0):
+            raise ValueError("lr must be positive; weight_decay and augment must not be negative")
+        check_fractions(self.val_fraction, self.test_fraction)
+        resolve_device(self.device)
+
+    def architecture(self) -> Architecture:
+        return Architecture(channels=self.channels, hidden=self.hidden, batch_norm=self.batch_norm)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card's `config`: JSON-ready, without settings that do not apply to this kind."""
+        data = asdict(self)
+        data["channels"] = list(self.channels)
+        if self.kind == "classifier":
+            for name in ARCHITECTURE_FIELDS:
+                data.pop(name)
+        return data
+
+
+TUNED: dict[str, Any] = {
+    "channels": (32, 64, 128),
+    "hidden": 128,
+    "augment": 0.5,
+    "schedule": "onecycle",
+    "lr": 3e-3,
+    "epochs": 60,
+    "patience": 10,
+}
+
+# Per-kind defaults over TrainConfig's own; the CLI's unset flags fall back to these.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Tuned for the 5,000-image default (see reports/README.md): a 4x wider trunk, mild
+    # affine augmentation and a one-cycle schedule take AE-6 from ~0.024 to ~0.019 test MSE.
+    "ae": TUNED,
+    "vae": TUNED,
+    "classifier": {"latent_dim": None, "augment": 1.0, "epochs": 40, "patience": 5, "batch_size": 128},
+}
+
+
+def make_config(kind: str, **overrides: Any) -> TrainConfig:
+    """TrainConfig for `kind`: its defaults, then every override that is not None."""
+    if kind not in KIND_DEFAULTS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+    settings = {**KIND_DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None}, "kind": kind}
+    return TrainConfig(**settings)
+
+
+def default_for(kind: str, name: str) -> Any:
+    """The value `make_config(kind)` uses for field `name`."""
+    if name in KIND_DEFAULTS[kind]:
+        return KIND_DEFAULTS[kind][name]
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU here")
+    return device
+
+
+# -- losses and measurements -----------------------------------------------------------------
+
+
+def batch_loss(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
+    """The training objective for one batch (see the module docstring)."""
+    if model.kind == "ae":
+        recon, _ = model(images)
+        return F.mse_loss(recon, images)
+    if model.kind == "vae":
+        recon, mu, logvar = model(images)
+        terms = vae_terms(recon, images, mu, logvar)
+        return (terms["recon"] + terms["kl"]).mean()
+    return F.cross_entropy(model(images), labels)
+
+
+VALIDATION_LOSS = {"ae": "mse", "vae": "elbo", "classifier": "cross_entropy"}
+
+
+def validation_loss(metrics: dict[str, float], kind: str) -> float:
+    """The number early stopping watches: lower is better (-ELBO for the VAE)."""
+    value = metrics[VALIDATION_LOSS[kind]]
+    return -value if kind == "vae" else value
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """Mean metrics over `images` in eval mode (keys in the module docstring, without centroids)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    sampler = torch.Generator().manual_seed(EVAL_SEED)
+    sums: dict[str, float] = {}
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device)
+        y = labels[start : start + batch_size].to(device)
+        for key, values in _per_image_metrics(model, x, y, sampler).items():
+            sums[key] = sums.get(key, 0.0) + float(values.double().sum())
+    model.train(was_training)
+    return {"images": len(images), **{key: total / len(images) for key, total in sums.items()}}
+
+
+def _per_image_metrics(model: nn.Module, x: Tensor, y: Tensor, sampler: torch.Generator) -> dict[str, Tensor]:
+    if model.kind == "classifier":
+        logits = model(x)
+        return {
+            "accuracy": (logits.argmax(dim=1) == y).float(),
+            "cross_entropy": F.cross_entropy(logits, y, reduction="none"),
+        }
+    if model.kind == "ae":
+        recon, _ = model(x)
+        return {"mse": mse_per_image(recon, x), "bce": bce_per_image(recon, x)}
+    mu, logvar = model.encode(x)
+    mean_recon = model.decode(mu)
+    eps = torch.randn(mu.shape, generator=sampler).to(mu.device, mu.dtype)
+    terms = vae_terms(model.decode(mu + eps * torch.exp(0.5 * logvar)), x, mu, logvar)
+    return {"mse": mse_per_image(mean_recon, x), "bce": bce_per_image(mean_recon, x), **terms}
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+@dataclass
+class LoopState:
+    """Where a run stands after a completed epoch: what the resume file holds."""
+
+    epoch: int = 0  # completed epochs
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    best_state: dict[str, Tensor] | None = None
+    bad_epochs: int = 0  # epochs since the best one
+    done: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    elapsed_s: float = 0.0  # wall time of earlier sessions of a resumed run
+    resumed: bool = False
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    model: nn.Module
+    card: dict[str, Any]
+    history: list[dict[str, float]]
+    centroids: Centroids | None
+
+
+EpochHook = Callable[[dict[str, float], nn.Module], None]
+
+
+def resume_path(out_dir: Path | str, name: str) -> Path:
+    return Path(out_dir) / f".{name}.resume.pt"
+
+
+def default_name(config: TrainConfig) -> str:
+    return "classifier" if config.kind == "classifier" else f"{config.kind}-{config.latent_dim}"
+
+
+def train(
+    config: TrainConfig,
+    data: Digits,
+    out_dir: Path | str,
+    name: str | None = None,
+    *,
+    test_data: Digits | None = None,
+    resume: bool = False,
+    on_epoch_end: EpochHook | None = None,
+    verbose: bool = True,
+) -> TrainResult:
+    """Train, keep the best epoch, measure, and save the checkpoint `out_dir/name`.
+
+    `on_epoch_end(record, model)` runs after each epoch's state is saved (a test can raise
+    from it to simulate an interruption). Raises DataError for unusable data and
+    CheckpointError for a resume file that is damaged or belongs to other settings.
+    """
+    started = time.perf_counter()
+    name = name or default_name(config)
+    out_dir = Path(out_dir)
+    device = resolve_device(config.device)
+    images, labels = data.tensors()
+    split = _split(config, data)
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.kind, config.latent_dim, config.architecture()).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+    state_file = resume_path(out_dir, name)
+    state = fit(
+        model, config, (images[split.train], labels[split.train]), (images[split.validation], labels[split.validation]),
+        state_file=state_file, fingerprint=_fingerprint(config, data), resume=resume, started=started,
+        on_epoch_end=on_epoch_end, verbose=verbose, desc=name,
+    )  # fmt: skip
+    model.load_state_dict(state.best_state)
+    model.eval()
+
+    centroids = None
+    if config.kind != "classifier":
+        centroids = compute_centroids(model, images[split.train], labels[split.train])
+    metrics = {"validation": _measure(model, centroids, images[split.validation], labels[split.validation])}
+    if len(split.test):
+        metrics["test_split"] = _measure(model, centroids, images[split.test], labels[split.test])
+    if test_data is not None:
+        metrics["heldout"] = _measure(model, centroids, *test_data.tensors())
+
+    card = {
+        "versions": package_versions(),
+        "data": data.source,
+        "test_data": test_data.source if test_data is not None else None,
+        "split": split.to_card(),
+        "config": config.to_dict(),
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_loss": state.best_val_loss,
+        "stopped_early": state.bad_epochs >= config.patience,
+        "wall_time_s": round(state.elapsed_s + time.perf_counter() - started, 2),
+        "device": str(device),
+        "resumed": state.resumed,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": metrics,
+    }
+    path = save_checkpoint(
+        out_dir / name, model, card, centroids=centroids.payload() if centroids else None, history=state.history
+    )
+    state_file.unlink(missing_ok=True)
+    return TrainResult(path=path, model=model, card=card, history=state.history, centroids=centroids)
+
+
+def fit(
+    model: nn.Module,
+    config: TrainConfig,
+    train_set: tuple[Tensor, Tensor],
+    val_set: tuple[Tensor, Tensor],
+    *,
+    state_file: Path,
+    fingerprint: dict[str, Any],
+    resume: bool = False,
+    started: float | None = None,
+    on_epoch_end: EpochHook | None = None,
+    verbose: bool = True,
+    desc: str = "train",
+) -> LoopState:
+    """Run epochs until patience runs out or `config.epochs` is reached; return the final state."""
+    started = time.perf_counter() if started is None else started
+    device = next(model.parameters()).device
+    train_x, train_y = (t.to(device) for t in train_set)
+    val_x, val_y = val_set
+    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = None
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+        )
+    batches = torch.Generator().manual_seed(config.seed)  # batch order and augmentation
+
+    state = LoopState()
+    if resume and state_file.exists():
+        state = _restore(state_file, fingerprint, model, optimizer, scheduler, batches)
+    elif resume and verbose:
+        print(f"{desc}: no interrupted run to resume ({state_file.name} is absent); starting afresh", file=sys.stderr)
+    elif state_file.exists() and verbose:
+        print(f"{desc}: discarding the interrupted run in {state_file.name} (--resume continues it)", file=sys.stderr)
+
+    interactive = verbose and sys.stderr.isatty()
+    with tqdm(
+        total=config.epochs, initial=state.epoch, desc=desc, unit="epoch", file=sys.stderr, disable=not interactive
+    ) as bar:
+        while not state.done:
+            model.train()
+            train_loss = _train_epoch(model, config, train_x, train_y, optimizer, scheduler, batches)
+            val_loss = validation_loss(evaluate(model, val_x, val_y), config.kind)
+            record = _advance(state, model, config, train_loss, val_loss, optimizer.param_groups[0]["lr"])
+            state_payload = _state_payload(state, fingerprint, model, optimizer, scheduler, batches, started)
+            atomic_torch_save(state_file, state_payload)
+            bar.set_postfix(train=f"{train_loss:.5f}", val=f"{val_loss:.5f}", best=state.best_epoch)
+            bar.update(1)
+            if verbose and not interactive:
+                mark = " *" if record["epoch"] == state.best_epoch else ""
+                print(
+                    f"{desc} epoch {state.epoch}/{config.epochs}: train {train_loss:.5f} val {val_loss:.5f}{mark}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if on_epoch_end is not None:
+                on_epoch_end(record, model)
+    if state.best_state is None:
+        raise FloatingPointError("the validation loss was never finite; lower --lr")
+    return state
+
+
+def _train_epoch(
+    model: nn.Module,
+    config: TrainConfig,
+    images: Tensor,
+    labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    generator: torch.Generator,
+) -> float:
+    """One pass over the training images in a seeded random order; returns the mean loss."""
+    order = torch.randperm(len(images), generator=generator).to(images.device)
+    total = 0.0
+    for start in range(0, len(images), config.batch_size):
+        index = order[start : start + config.batch_size]
+        x = random_affine(images[index], config.augment, generator)
+        loss = batch_loss(model, x, labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.item() * len(index)
+    return total / len(images)
+
+
+def _advance(
+    state: LoopState, model: nn.Module, config: TrainConfig, train_loss: float, val_loss: float, lr: float
+) -> dict[str, float]:
+    """Book one finished epoch: history, best weights, patience, and whether to stop."""
+    state.epoch += 1
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"the training loss became {train_loss} at epoch {state.epoch}; lower --lr")
+    record = {"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
+    state.history.append(record)
+    if val_loss < state.best_val_loss:
+        state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+        state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        state.bad_epochs += 1
+    state.done = state.bad_epochs >= config.patience or state.epoch >= config.epochs
+    return record
+
+
+# -- the resume file --------------------------------------------------------------------------
+
+
+def _fingerprint(config: TrainConfig, data: Digits) -> dict[str, Any]:
+    """What must match for a resume file to belong to this run (the device may change)."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "device"}
+    return {"config": settings, "data": [f["sha256"] for f in data.source.get("files", [])]}
+
+
+def _state_payload(
+    state: LoopState,
+    fingerprint: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    batches: torch.Generator,
+    started: float,
+) -> dict[str, Any]:
+    return {
+        "format": RESUME_FORMAT,
+        "fingerprint": fingerprint,
+        "epoch": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_loss": state.best_val_loss,
+        "bad_epochs": state.bad_epochs,
+        "done": state.done,
+        "history": state.history,
+        "elapsed_s": state.elapsed_s + time.perf_counter() - started,
+        "model": model.state_dict(),
+        "best_model": state.best_state,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": {
+            "batches": batches.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+    }
+
+
+def _restore(
+    path: Path,
+    fingerprint: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    batches: torch.Generator,
+) -> LoopState:
+    """Load a resume file (tensors and plain data only) into the objects of a fresh run."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(path, f"not a readable training state ({exc}); delete it or drop --resume") from None
+    if not isinstance(saved, dict) or saved.get("format") != RESUME_FORMAT:
+        raise CheckpointError(path, "not a digitae training state; delete it or drop --resume")
+    differences = _differences(saved["fingerprint"], fingerprint)
+    if differences:
+        raise CheckpointError(
+            path, f"belongs to a run with other settings ({'; '.join(differences)}); drop --resume to start over"
+        )
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        batches.set_state(saved["rng"]["batches"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if saved["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(path, f"does not fit this network ({exc}); delete it or drop --resume") from None
+    return LoopState(
+        epoch=saved["epoch"],
+        best_epoch=saved["best_epoch"],
+        best_val_loss=saved["best_val_loss"],
+        best_state=saved["best_model"],
+        bad_epochs=saved["bad_epochs"],
+        done=saved["done"],
+        history=list(saved["history"]),
+        elapsed_s=saved["elapsed_s"],
+        resumed=True,
+    )
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    out = [
+        f"{key} {saved['config'].get(key)!r} there, {value!r} here"
+        for key, value in current["config"].items()
+        if saved["config"].get(key) != value
+    ]
+    if saved["data"] != current["data"]:
+        out.append("different training data")
+    return out
+
+
+# -- the split, the measurements, the versions ---------------------------------------------------
+
+
+def _split(config: TrainConfig, data: Digits) -> Split:
+    source = data.source.get("kind", "data")
+    try:
+        split = split_indices(len(data), config.split_seed, config.val_fraction, config.test_fraction)
+    except ValueError as exc:
+        raise DataError(source, str(exc)) from None
+    if config.kind != "classifier":
+        missing = sorted(set(range(NUM_DIGITS)) - set(np.unique(data.labels[split.train]).tolist()))
+        if missing:
+            raise DataError(source, f"the training split has no images of digit(s) {missing}; centroids need all ten")
+    return split
+
+
+def _measure(model: nn.Module, centroids: Centroids | None, images: Tensor, labels: Tensor) -> dict[str, float]:
+    metrics = evaluate(model, images, labels)
+    if centroids is not None:
+        metrics["nearest_centroid_accuracy"] = nearest_centroid_accuracy(model, centroids.means, images, labels)
+    return metrics
+
+
+def package_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+    }
