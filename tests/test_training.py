@@ -154,14 +154,14 @@ def test_an_interrupted_run_resumes_to_the_same_result(tiny_digits, tmp_path: Pa
 
 def test_resume_refuses_a_state_from_other_settings_or_a_damaged_one(tiny_digits, tmp_path: Path) -> None:
     with pytest.raises(Interrupt):
-        train(tiny_config(epochs=4), tiny_digits, tmp_path, verbose=False, on_epoch_end=interrupt_after(1))
+        train(tiny_config(epochs=4, lr=1e-3), tiny_digits, tmp_path, verbose=False, on_epoch_end=interrupt_after(1))
     state = resume_path(tmp_path, "ae-2")
     with pytest.raises(CheckpointError, match=r"other settings.*lr 0\.001 there, 0\.002 here") as caught:
         train(tiny_config(epochs=4, lr=2e-3), tiny_digits, tmp_path, resume=True, verbose=False)
     assert caught.value.path == state
     state.write_bytes(state.read_bytes()[:200])
     with pytest.raises(CheckpointError, match="not a readable training state") as caught:
-        train(tiny_config(epochs=4), tiny_digits, tmp_path, resume=True, verbose=False)
+        train(tiny_config(epochs=4, lr=1e-3), tiny_digits, tmp_path, resume=True, verbose=False)
     assert caught.value.path == state
 
 
