@@ -1,0 +1,58 @@
+# digitae's commands. `make run` serves, `make test` checks; both install first, and only when something changed.
+#
+# Every install goes through scripts/install.sh (the Dockerfile uses it too). Its settings pass through from the
+# environment or the command line: VENV (default .venv), PYTHON, TORCH_INDEX_URL.
+
+VENV ?= .venv
+export VENV
+BIN := $(VENV)/bin
+INSTALL := scripts/install.sh --editable
+IMAGE ?= digitae
+# The real MNIST test set, when this machine has it beside the repository.
+TEST_DATA ?= $(wildcard ../shared/data/mnist)
+TEST_DATA_ARG := $(if $(TEST_DATA),--test-data $(TEST_DATA))
+
+# An install is redone only when what it depends on changed (or the virtual environment is gone).
+RUN_STAMP := $(VENV)/.digitae-run.stamp
+DEV_STAMP := $(VENV)/.digitae-dev.stamp
+INSTALL_INPUTS := pyproject.toml scripts/install.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint bench soak train report docker
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(RUN_STAMP): $(INSTALL_INPUTS)
+	$(INSTALL)
+	@touch $@
+
+# The dev install is a superset of the run install, so it satisfies `make run` too.
+$(DEV_STAMP): $(INSTALL_INPUTS)
+	$(INSTALL) --extras dev
+	@touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)  ## serve the committed checkpoints on 127.0.0.1:8000 (settings: DIGITAE_* variables)
+	$(BIN)/python -m service
+
+test: lint  ## ruff, then the test suite (without the long soak)
+	$(BIN)/python -m pytest
+
+lint: $(DEV_STAMP)  ## ruff check
+	$(BIN)/ruff check .
+
+bench: $(DEV_STAMP)  ## measure serving and training speed (figures printed and written to bench-results/)
+	$(BIN)/python benchmarks/run.py
+
+soak: $(DEV_STAMP)  ## the long reliability run: minutes of load against a real multi-worker server
+	$(BIN)/python -m pytest -m soak
+
+train: $(DEV_STAMP)  ## retrain every model on the default data into models/checkpoints/
+	$(BIN)/python -m training sweep --out models/checkpoints $(TEST_DATA_ARG)
+
+report: $(DEV_STAMP)  ## regenerate reports/ (figures and tables) from the checkpoints
+	$(BIN)/python -m training report --out reports $(TEST_DATA_ARG)
+
+docker:  ## build the service image (digitae) and the training image (digitae-train)
+	docker build --tag $(IMAGE) .
+	docker build --target train --tag $(IMAGE)-train .
