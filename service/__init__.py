@@ -1,0 +1,16 @@
+"""digitae's REST service: the auto-encoders in models/checkpoints/ over HTTP (FastAPI, uvicorn).
+
+    settings.py       every setting, from DIGITAE_* environment variables
+    app.py            create_app(): middleware, routes, lifespan (loads the models at startup)
+    registry.py       the checkpoints, loaded and verified once
+    inference.py      what the models compute, in batches; the engine that routes calls to ...
+    batching.py       ... micro-batchers: concurrent requests share one forward pass
+    api.py            the routes (thin), with deps.py (what they are given) and docs.py (OpenAPI examples)
+    schemas.py        request and response bodies
+    inputs.py         reading bodies and images; imaging.py decodes and preprocesses images
+    render.py         answers: JSON or PNG, views of the results
+    errors.py         one JSON error shape; observability.py request ids, logs, metrics, body cap
+    security.py       optional API keys
+
+`python -m service` runs it. The service imports `models`, never `training`.
+"""

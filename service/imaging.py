@@ -18,6 +18,8 @@ import binascii
 import contextlib
 import io
 import math
+import struct
+import zlib
 from collections.abc import Sequence
 from typing import Literal
 
@@ -404,6 +406,24 @@ def _upscaled_uint8(image: np.ndarray, upscale: int) -> np.ndarray:
 
 
 def _png_bytes(levels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(levels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    """An 8-bit grayscale PNG written directly (signature, IHDR, one IDAT, IEND).
+
+    For the service's small images this is about 5x faster than going through Pillow, whose
+    per-call set-up dominates at 28x28; PNG encoding is the largest cost of a reconstruct.
+    """
+    height, width = levels.shape
+    rows = np.empty((height, width + 1), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type 0 (None) for every scanline
+    rows[:, 1:] = levels
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit, grayscale, no interlace
+    return b"".join(
+        (_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _PNG_IEND)
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = _png_chunk(b"IEND", b"")

@@ -1,0 +1,52 @@
+"""`python -m service`: serve the checkpoints with uvicorn, configured by DIGITAE_* variables (service/settings.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import StartupError, build_registry, create_app
+from service.observability import logging_config
+from service.settings import Settings
+
+log = logging.getLogger("digitae")
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"digitae: invalid settings (DIGITAE_* environment variables):\n{exc}", file=sys.stderr)
+        return 2
+    logging.config.dictConfig(logging_config(settings.log_level))
+    log.info("settings: %s", json.dumps(settings.public(), sort_keys=True))
+    try:
+        # Load and verify every checkpoint before binding the port, so a bad one is one clear line and exit 1.
+        # With one worker the loaded models are served as they are; workers load their own.
+        registry = build_registry(settings)
+    except StartupError as exc:
+        print(f"digitae: cannot start: {exc}", file=sys.stderr)
+        return 1
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": logging_config(settings.log_level),  # applied again in each worker process
+        "access_log": False,  # the request middleware logs each request, with its id
+        "server_header": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, registry), **common)
+    else:
+        del registry
+        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **common)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

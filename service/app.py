@@ -1,0 +1,130 @@
+"""The FastAPI application: `create_app(settings)` wires settings, middleware, routes and the lifespan.
+
+uvicorn runs it as `service.app:create_app` with `factory=True` (each worker builds its own, reading
+the same DIGITAE_* environment); `python -m service` does that for you.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import torch
+from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
+
+from service.api import ops, v1
+from service.deps import Service
+from service.docs import add_request_schemas, document_deployment
+from service.errors import install_error_handlers
+from service.inference import InferenceEngine
+from service.observability import (
+    BodyLimitMiddleware,
+    InFlight,
+    RequestContextMiddleware,
+    observe_batch,
+)
+from service.registry import Registry, StartupError, load_registry, resolve_device
+from service.security import require_api_key
+from service.settings import Settings
+
+log = logging.getLogger("digitae")
+
+VERSION = "0.1.0"
+DESCRIPTION = """\
+Auto-encoders for MNIST digits, served: **encode** an image into its latent code, **reconstruct** it (optionally
+corrupted first: the report's robustness experiment), **decode** a latent, **sample** new digits around a digit's
+centroid, and **interpolate** between digits, latents or images.
+
+**Images in**: JSON `image` (a PNG, JPEG, BMP, GIF or WebP file, base64), JSON `pixels` (28x28 numbers with their
+`scale`, `0-1` or `0-255`), or a multipart upload in the field `file`. Any size and mode: images are preprocessed the
+way MNIST was made (grayscale, white ink on black, cropped, fitted into 20x20, centered by mass); an image that already
+looks like an MNIST digit passes unchanged.
+
+**Images out**: base64 PNG strings in JSON; with `Accept: image/png` the PNG itself (a grid for several). `upscale`
+enlarges them.
+
+**Errors** all have one shape: `{"error": {"code", "message", "detail", "request_id"}}` (see `ErrorResponse`).
+Every response carries `X-Request-ID`. When the service has API keys, `/v1` needs `Authorization: Bearer <key>`.
+"""
+TAGS = [
+    {"name": "models", "description": "What is being served."},
+    {"name": "inference", "description": "Images in, latents and images out; single or batched."},
+    {"name": "generation", "description": "New images from the latent space."},
+    {"name": "operations", "description": "Liveness, readiness and metrics (never need a key)."},
+]
+
+
+def build_registry(settings: Settings) -> Registry:
+    """Load every checkpoint as configured; raises StartupError with a message naming the problem."""
+    return load_registry(settings.models_dir, resolve_device(settings.device), skip_bad=settings.skip_bad_checkpoints)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+    """The app. `registry`, when given, is served as it is (already loaded); else the lifespan loads it."""
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
+        loaded = registry if registry is not None else build_registry(settings)
+        engine = InferenceEngine(loaded, settings, observe=observe_batch, worth_waiting=InFlight.others)
+        app.state.service = Service(settings=settings, registry=loaded, engine=engine)
+        log.info("ready: serving %s", ", ".join(loaded.models))
+        try:
+            yield
+        finally:
+            app.state.service = None  # /readyz answers 503 from here on
+            await engine.close()
+
+    app = FastAPI(
+        title="digitae",
+        version=VERSION,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = None
+    app.state.api_keys = [key.encode() for key in settings.api_keys]
+    install_error_handlers(app)
+    # Only a keyed service checks keys (and says so in its OpenAPI); an open one skips the work.
+    app.include_router(v1, dependencies=[Depends(require_api_key)] if settings.api_keys else None)
+    app.include_router(ops)
+
+    # outermost last: request context (id, log, metrics, last-resort 500) > CORS > body cap > the app
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]
+    return app
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus the request bodies the routes read themselves, this deployment's caps and
+    (once loaded) its model names. Kept once the models are loaded."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
+    )
+    add_request_schemas(schema)
+    service = app.state.service
+    document_deployment(schema, app.state.settings, list(service.registry.models) if service is not None else None)
+    if service is not None:
+        app.openapi_schema = schema
+    return schema
+
+
+__all__ = ["StartupError", "build_registry", "create_app"]

@@ -1,0 +1,101 @@
+"""What the routes are given, one dependency each: the running service, or the model named in the path
+together with the service and how to answer (JSON or PNG). One dependency per route keeps the per-request
+cost of FastAPI's dependency solving low."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request
+
+from service.errors import ApiError
+from service.inference import InferenceEngine
+from service.registry import MODEL_NAME_PATTERN, Registry, ServedModel
+from service.render import JSON_ONLY, ImageOutput, choose_image_output, require_json_accepted
+from service.settings import Settings
+
+
+@dataclass
+class Service:
+    """Everything a request needs, built once by the lifespan."""
+
+    settings: Settings
+    registry: Registry
+    engine: InferenceEngine
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """A request to one model: the service, the model, and the form of the answer."""
+
+    service: Service
+    model: ServedModel
+    output: ImageOutput
+
+    @property
+    def engine(self) -> InferenceEngine:
+        return self.service.engine
+
+    @property
+    def settings(self) -> Settings:
+        return self.service.settings
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The validation context for request bodies: the caps, and the model's latent size."""
+        return {"settings": self.service.settings, "latent_dim": self.model.latent_dim}
+
+
+def running_service(request: Request) -> Service:
+    service: Service | None = request.app.state.service
+    if service is None:
+        raise ApiError(503, "the models are not loaded yet (or the service is stopping); retry shortly")
+    return service
+
+
+ModelName = Annotated[
+    str,
+    Path(
+        pattern=MODEL_NAME_PATTERN,
+        max_length=64,
+        description="a model's name, as listed by GET /v1/models",
+        openapi_examples={
+            "ae-6": {"summary": "auto-encoder, 6-dimensional latent", "value": "ae-6"},
+            "vae-2": {"summary": "variational auto-encoder, 2-dimensional latent", "value": "vae-2"},
+            "ae-2": {"summary": "auto-encoder, 2-dimensional latent", "value": "ae-2"},
+        },
+    ),
+]
+Upscale = Annotated[
+    int, Query(ge=1, le=64, description="each pixel becomes an upscale x upscale block (at most max_upscale)")
+]
+
+
+async def get_service(request: Request) -> Service:
+    return running_service(request)
+
+
+async def get_json_service(request: Request) -> Service:
+    require_json_accepted(request)
+    return running_service(request)
+
+
+async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
+    """For routes that answer JSON only."""
+    require_json_accepted(request)
+    service = running_service(request)
+    return ModelCall(service, service.registry.get(name), JSON_ONLY)
+
+
+async def get_image_model_call(request: Request, name: ModelName, upscale: Upscale = 1) -> ModelCall:
+    """For routes that answer images: as base64 in JSON, or (Accept: image/png) as the PNG itself."""
+    service = running_service(request)
+    output = choose_image_output(request, upscale, service.settings.max_upscale)
+    return ModelCall(service, service.registry.get(name), output)
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+JsonServiceDep = Annotated[Service, Depends(get_json_service)]
+JsonModelCall = Annotated[ModelCall, Depends(get_json_model_call)]
+ImageModelCall = Annotated[ModelCall, Depends(get_image_model_call)]

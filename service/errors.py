@@ -1,0 +1,209 @@
+"""One JSON shape for every error, the handlers that produce it, and its OpenAPI documentation.
+
+    {"error": {"code": "invalid_request", "message": "latent[3]: Input should be a finite number",
+               "detail": [...], "request_id": "…"}}
+
+`code` is stable and machine-readable, `message` is for a person, `detail` (optional) holds the
+per-field problems of a 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic_core
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from service.imaging import ImageInputError
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "not_ready",
+}
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable name of the problem", examples=["invalid_request"])
+    message: str = Field(description="what is wrong and how to fix it", examples=["digit: at most 9"])
+    detail: Any | None = Field(None, description="per-field problems (422) or other structured detail")
+    request_id: str | None = Field(None, description="the X-Request-ID of the request, to quote in a report")
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer has this shape."""
+
+    error: ErrorBody
+
+
+class ApiError(StarletteHTTPException):
+    """An error with a status, a message a person can act on, and optional structured detail."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        code: str | None = None,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.message = message
+        self.code = code or CODES.get(status_code, "error")
+        self.extra = detail
+
+
+def json_bytes(payload: Any) -> bytes:
+    """Fast JSON; NaN and infinity (never valid JSON) become null."""
+    return pydantic_core.to_json(payload, inf_nan_mode="null")
+
+
+def error_response(request: Request | None, status_code: int, code: str, message: str, detail: Any = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
+    body = {"error": {"code": code, "message": message, "detail": detail, "request_id": request_id}}
+    return Response(json_bytes(body), status_code=status_code, media_type="application/json", headers=headers)
+
+
+# -- turning problems into ApiError -------------------------------------------------------------------
+
+
+def format_location(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'images', 2, 'pixels') -> 'images[2].pixels'."""
+    text = ""
+    for part in loc:
+        if part == "body" and not text:
+            continue
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def problems_of(errors: list[dict[str, Any]] | Any) -> list[dict[str, Any]]:
+    """Pydantic's error list without the echoed input (which can be megabytes) or internals."""
+    return [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")).removeprefix("Value error, "),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
+
+
+def summarize(problems: list[dict[str, Any]]) -> str:
+    first = problems[0]
+    where = format_location(first["loc"])
+    message = f"{where}: {first['msg']}" if where else first["msg"]
+    if first["type"] == "json_invalid":
+        message = f"the body is not valid JSON ({first['msg']})"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''}, see detail)"
+    return message
+
+
+def invalid(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> ApiError:
+    """A pydantic ValidationError as a 422 ApiError; `prefix` says where the validated part sits."""
+    problems = problems_of(exc.errors(include_url=False, include_context=False, include_input=False))
+    for problem in problems:
+        problem["loc"] = [*prefix, *problem["loc"]]
+    return ApiError(422, summarize(problems), detail=problems)
+
+
+def image_problem(exc: ImageInputError, where: str | None = None) -> ApiError:
+    message = f"{where}: {exc.message}" if where else exc.message
+    return ApiError(exc.status_code, message)
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+
+def _http_message(request: Request, exc: StarletteHTTPException) -> str:
+    if isinstance(exc, ApiError):
+        return exc.message
+    if exc.status_code == 404:
+        return f"no route {request.method} {request.url.path}; the API is listed at /docs"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return f"{request.method} is not allowed on {request.url.path}" + (f"; use {allowed}" if allowed else "")
+    if exc.status_code == 413:
+        return "the request body is too large"
+    return str(exc.detail)
+
+
+async def handle_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    code = exc.code if isinstance(exc, ApiError) else CODES.get(exc.status_code, "error")
+    detail = exc.extra if isinstance(exc, ApiError) else None
+    return error_response(request, exc.status_code, code, _http_message(request, exc), detail, exc.headers)
+
+
+async def handle_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    problems = problems_of(exc.errors())
+    return error_response(request, 422, CODES[422], summarize(problems), problems)
+
+
+async def handle_image_error(request: Request, exc: ImageInputError) -> Response:
+    return error_response(request, exc.status_code, CODES.get(exc.status_code, "error"), exc.message)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, handle_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ImageInputError, handle_image_error)  # type: ignore[arg-type]
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------------
+
+_DESCRIPTIONS = {
+    401: "Missing or wrong API key (`Authorization: Bearer <key>`), when keys are configured.",
+    404: "Unknown model (the message lists the known ones) or route.",
+    405: "Method not allowed on this route.",
+    406: "The Accept header asks for a type this route cannot produce.",
+    413: "The body, the image file or the image's pixel count is over its cap.",
+    415: "Wrong Content-Type, or the upload is not a decodable PNG, JPEG, BMP, GIF or WebP image.",
+    422: "The request is well-formed but invalid (field, range, length, NaN, extra field, empty body...).",
+    500: "Unexpected server error; nothing is leaked, quote the request id.",
+    503: "The models are not loaded (yet).",
+}
+_EXAMPLE_MESSAGES = {
+    401: "missing API key: send 'Authorization: Bearer <key>'",
+    404: "unknown model 'ae-7'; known models: ae-2, ae-6, vae-2",
+    405: "DELETE is not allowed on /v1/models; use GET",
+    406: "this route answers application/json only; the Accept header asked for image/png",
+    413: "the image is 6,291,456 bytes; the limit is 5,242,880 bytes",
+    415: "the data is a PDF document, which is not supported; send a PNG, JPEG, BMP, GIF or WebP image",
+    422: "latent: expected 6 numbers (the model's latent_dim), got 5",
+    500: "internal error; quote the request id when reporting it",
+    503: "the models are not loaded yet",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status documented with the error schema and an example."""
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS[status],
+            "content": {
+                "application/json": {
+                    "example": {"error": {"code": CODES[status], "message": _EXAMPLE_MESSAGES[status],
+                                          "detail": None, "request_id": "3f2a9c0e5b7d4e1f8a6b2c9d0e1f2a3b"}}
+                }
+            },
+        }
+        for status in statuses
+    }

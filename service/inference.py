@@ -1,0 +1,213 @@
+"""What the models compute for the API: encode, reconstruct and decode in batches, plus sampling,
+interpolation paths and input corruption.
+
+The batch functions run in the inference thread (under `torch.inference_mode`) on lists of
+numpy arrays and return one result per item; `InferenceEngine` routes every call through the
+model's micro-batcher for that operation, so single calls, batch requests and concurrent
+requests all take the same path. Images are float32 (28, 28) in [0, 1]; latents float32 (m,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.corruptions import GaussianNoise, Occlusion
+from models.losses import bce_per_image, mse_per_image, vae_terms
+from service.batching import MicroBatcher
+from service.registry import Registry, ServedModel
+from service.settings import Settings
+
+SIDE = 28
+OPERATIONS = ("encode", "reconstruct", "decode")
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    latent: np.ndarray  # (m,) the AE's code, or the VAE's posterior mean mu
+    logvar: np.ndarray | None  # (m,) VAE only
+    distances: np.ndarray  # (10,) Euclidean distance to each digit's centroid
+
+    @property
+    def nearest_digit(self) -> int:
+        return int(np.argmin(self.distances))
+
+
+@dataclass(frozen=True, slots=True)
+class Reconstruction:
+    image: np.ndarray  # (28, 28)
+    encoding: Encoding
+    mse: float  # mean over pixels, against the clean input
+    bce: float  # mean over pixels, against the clean input
+    kl: float | None  # VAE: KL(q(z|x) || N(0, I)) in nats
+    elbo: float | None  # VAE: -(summed BCE + KL) in nats, decoding z = mu
+
+
+# -- batch functions (inference thread) -----------------------------------------------------------
+
+
+def encode_batch(model: ServedModel, images: list[np.ndarray]) -> list[Encoding]:
+    with torch.inference_mode():
+        x = _images_to_tensor(images, model.device)
+        mu, logvar = _encode(model, x)
+        return _encodings(model, mu, logvar)
+
+
+def reconstruct_batch(model: ServedModel, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Reconstruction]:
+    """Items are (seen, clean): the model sees `seen`; the losses compare with `clean`."""
+    with torch.inference_mode():
+        x = _images_to_tensor([seen for seen, _ in pairs], model.device)
+        target = _images_to_tensor([clean for _, clean in pairs], model.device)
+        if model.kind == "vae":
+            recon, mu, logvar = model.network(x)
+            terms = vae_terms(recon, target, mu, logvar)
+            kl, elbo = terms["kl"].tolist(), terms["elbo"].tolist()
+        else:
+            recon, mu = model.network(x)
+            logvar, kl, elbo = None, [None] * len(pairs), [None] * len(pairs)
+        mse = mse_per_image(recon, target).tolist()
+        bce = bce_per_image(recon, target).tolist()
+        encodings = _encodings(model, mu, logvar)
+        images = _tensor_to_images(recon)
+    return [
+        Reconstruction(image=images[i], encoding=encodings[i], mse=mse[i], bce=bce[i], kl=kl[i], elbo=elbo[i])
+        for i in range(len(pairs))
+    ]
+
+
+def decode_batch(model: ServedModel, latents: list[np.ndarray]) -> list[np.ndarray]:
+    with torch.inference_mode():
+        z = torch.from_numpy(np.stack(latents).astype(np.float32, copy=False)).to(model.device)
+        return _tensor_to_images(model.network.decode(z))
+
+
+def _images_to_tensor(images: list[np.ndarray], device: torch.device) -> Tensor:
+    return torch.from_numpy(np.stack(images).astype(np.float32, copy=False)).unsqueeze(1).to(device)
+
+
+def _tensor_to_images(batch: Tensor) -> list[np.ndarray]:
+    """(N, 1, 28, 28) sigmoid outputs -> N arrays in [0, 1] (PNG encoding clips and zeroes NaN again anyway)."""
+    return list(batch.squeeze(1).float().cpu().numpy())
+
+
+def _encode(model: ServedModel, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    if model.kind == "vae":
+        return model.network.encode(x)
+    return model.network.embed(x), None
+
+
+def _encodings(model: ServedModel, mu: Tensor, logvar: Tensor | None) -> list[Encoding]:
+    distances = torch.linalg.vector_norm(mu[:, None, :] - model.centroids[None, :, :], dim=-1)
+    mu_np = mu.float().cpu().numpy()
+    logvar_np = logvar.float().cpu().numpy() if logvar is not None else None
+    distances_np = distances.float().cpu().numpy()
+    return [
+        Encoding(latent=mu_np[i], logvar=logvar_np[i] if logvar_np is not None else None, distances=distances_np[i])
+        for i in range(len(mu_np))
+    ]
+
+
+# -- the engine (event loop) ------------------------------------------------------------------------
+
+BatchObserver = Callable[[str, str, int, float], None]  # (model, operation, batch size, seconds)
+
+
+class InferenceEngine:
+    """One micro-batcher per (model, operation), all feeding one inference thread.
+
+    One thread, because on a small CPU box the event loop needs the other core, and a single queue
+    of forward passes lets batches grow under load; torch's own threads (torch_threads) work inside it.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings,
+        observe: BatchObserver | None = None,
+        worth_waiting: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitae-inference")
+        functions = {"encode": encode_batch, "reconstruct": reconstruct_batch, "decode": decode_batch}
+        self._batchers: dict[tuple[str, str], MicroBatcher] = {}
+        for name, model in registry.models.items():
+            for operation, function in functions.items():
+                self._batchers[name, operation] = MicroBatcher(
+                    partial(function, model),
+                    executor=self.executor,
+                    max_size=settings.microbatch_max_size,
+                    wait_s=settings.microbatch_wait_ms / 1000,
+                    enabled=settings.microbatch_enabled,
+                    observe=partial(observe, name, operation) if observe is not None else None,
+                    worth_waiting=worth_waiting,
+                )
+
+    async def encode(self, model: ServedModel, images: list[np.ndarray]) -> list[Encoding]:
+        return await self._batchers[model.name, "encode"].submit_many(images)
+
+    async def reconstruct(self, model: ServedModel, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Reconstruction]:
+        return await self._batchers[model.name, "reconstruct"].submit_many(pairs)
+
+    async def decode(self, model: ServedModel, latents: list[np.ndarray]) -> list[np.ndarray]:
+        return await self._batchers[model.name, "decode"].submit_many(latents)
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+# -- latents for /sample and /interpolate (small, on the CPU, in the event loop) ----------------------
+
+
+def sample_latents(model: ServedModel, digit: int | None, sigma: float, n: int, seed: int) -> np.ndarray:
+    """n draws from N(centroid[digit], sigma^2 I), or from the prior N(0, I) when digit is None."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((n, model.latent_dim), generator=generator)
+    if digit is None:
+        return noise.numpy()
+    return (model.centroids_cpu[digit] + sigma * noise).numpy()
+
+
+def straight_path(start: np.ndarray, end: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """`steps` evenly spaced points from start to end, both included exactly: (t, latents)."""
+    t = torch.linspace(0.0, 1.0, steps)
+    a, b = torch.from_numpy(np.asarray(start, np.float32)), torch.from_numpy(np.asarray(end, np.float32))
+    return t.numpy(), torch.lerp(a[None, :], b[None, :], t[:, None]).numpy()
+
+
+# -- corruption for /reconstruct ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptionPlan:
+    """What to do to a clean image; `seed` makes it reproducible with models.corruptions."""
+
+    seed: int
+    noise: GaussianNoise | None = None
+    occlusion: Occlusion | None = None
+    rectangle: tuple[int, int, int, int] | None = None  # (top, left, height, width); drawn when None
+
+
+def corrupt(clean: np.ndarray, plan: CorruptionPlan) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """The image the model will see, and the occlusion rectangle used (if any).
+
+    Occlusion first, then noise; both draw from `plan.seed`, exactly as
+    `Occlusion(...)(x, seed)` and `GaussianNoise(...)(x, seed)` do on a batch of one.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))[None, None]
+    rectangle = plan.rectangle
+    if plan.occlusion is not None:
+        if rectangle is None:
+            rectangle = plan.occlusion.rectangles(1, SIDE, SIDE, plan.seed)[0]
+        top, left, height, width = rectangle
+        x = x.clone()
+        x[..., top : top + height, left : left + width] = plan.occlusion.fill
+    if plan.noise is not None:
+        x = plan.noise(x, plan.seed)
+    return x[0, 0].numpy(), rectangle

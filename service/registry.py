@@ -1,0 +1,125 @@
+"""The models being served: every checkpoint folder loaded and verified once, at startup.
+
+Auto-encoders (`ae`, `vae`) are served by their folder name (`ae-6`, `vae-2`). A `classifier`
+checkpoint is the judge of the offline experiments: it is verified like the others (a tampered one
+is refused just the same) and reported by /readyz, but it is not an auto-encoder and is not served.
+
+A folder that fails to load is a `StartupError` naming the file and the problem, or, with
+`skip_bad_checkpoints`, a logged warning and the folder is left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.checkpoint import CheckpointError, load_checkpoint
+from service.errors import ApiError
+
+log = logging.getLogger("digitae.registry")
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+SERVED_KINDS = ("ae", "vae")
+
+
+class StartupError(Exception):
+    """The service cannot start as configured; the message says why and what to do."""
+
+
+@dataclass
+class ServedModel:
+    """One auto-encoder ready to serve: the network in eval mode on its device, and its centroids."""
+
+    name: str
+    kind: str  # "ae" | "vae"
+    latent_dim: int
+    card: dict[str, Any]
+    network: nn.Module
+    device: torch.device
+    centroids: torch.Tensor  # (10, latent_dim) on `device`, row d = digit d's mean latent
+    centroids_cpu: torch.Tensor  # the same on the CPU, for drawing samples
+    spread: np.ndarray  # (10, latent_dim), per-dimension std around each centroid
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        metrics = self.card.get("metrics")
+        return metrics if isinstance(metrics, dict) else {}
+
+
+@dataclass
+class Registry:
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    judges: list[str] = field(default_factory=list)  # verified classifier checkpoints, not served
+    skipped: dict[str, str] = field(default_factory=dict)  # folder -> problem
+
+    def get(self, name: str) -> ServedModel:
+        """The named model, or a 404 that lists the known ones (names never touch the filesystem)."""
+        model = self.models.get(name) if _MODEL_NAME.match(name) else None
+        if model is None:
+            known = ", ".join(self.models) or "(none)"
+            shown = name if len(name) <= 64 else name[:64] + "…"
+            raise ApiError(404, f"unknown model {shown!r}; known models: {known}")
+        return model
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise StartupError("DIGITAE_DEVICE=cuda but torch sees no CUDA device; use cpu or auto")
+    return torch.device(choice)
+
+
+def load_registry(models_dir: Path, device: torch.device, *, skip_bad: bool) -> Registry:
+    """Load and verify every checkpoint folder under `models_dir`."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise StartupError(f"the models folder {models_dir} does not exist (set DIGITAE_MODELS_DIR)")
+    registry = Registry()
+    folders = sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    for folder in folders:
+        try:
+            _load_one(registry, folder, device)
+        except CheckpointError as exc:
+            problem = f"checkpoint {exc.path}: {exc.problem}"
+            if not skip_bad:
+                raise StartupError(
+                    f"{problem} (fix or remove {folder}, or set DIGITAE_SKIP_BAD_CHECKPOINTS=true to start without it)"
+                ) from exc
+            log.warning("skipping %s", problem)
+            registry.skipped[folder.name] = problem
+    if not registry.models:
+        raise StartupError(f"no auto-encoder checkpoint could be loaded from {models_dir}; nothing to serve")
+    return registry
+
+
+def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
+    if not _MODEL_NAME.match(folder.name):
+        raise CheckpointError(folder, f"the folder name must match {MODEL_NAME_PATTERN} to be served")
+    checkpoint = load_checkpoint(folder, device=device)
+    if checkpoint.kind not in SERVED_KINDS:
+        registry.judges.append(folder.name)
+        log.info("verified %s (%s, not served)", folder.name, checkpoint.kind)
+        return
+    assert checkpoint.centroids is not None and checkpoint.spread is not None  # load_checkpoint guarantees them
+    latent_dim = int(checkpoint.card["latent_dim"])
+    registry.models[folder.name] = ServedModel(
+        name=folder.name,
+        kind=checkpoint.kind,
+        latent_dim=latent_dim,
+        card=checkpoint.card,
+        network=checkpoint.model,
+        device=device,
+        centroids=checkpoint.centroids.to(device),
+        centroids_cpu=checkpoint.centroids.clone(),
+        spread=checkpoint.spread.numpy(),
+    )
+    log.info("loaded %s (%s, latent_dim %d) on %s", folder.name, checkpoint.kind, latent_dim, device)

@@ -1,0 +1,386 @@
+"""The API's request and response bodies: the contract, field by field.
+
+Requests are strict: unknown fields, NaN and infinity are refused, and the caps that come from
+settings (batch size, n, sigma, steps) and the model (latent length) are checked through the
+validation context {"settings": Settings, "latent_dim": int}, so every violation is one uniform 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+SIDE = 28
+LATENT_LIMIT = 1e6  # larger latent values overflow float32 inside the decoder
+MAX_SEED = 2**63 - 1
+
+# -- requests ------------------------------------------------------------------------------------------
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, populate_by_name=False)
+
+
+def _setting(info: ValidationInfo, name: str) -> Any:
+    settings = (info.context or {}).get("settings")
+    return getattr(settings, name) if settings is not None else None
+
+
+def _at_most(value: float, info: ValidationInfo, setting: str) -> None:
+    cap = _setting(info, setting)
+    if cap is not None and value > cap:
+        raise ValueError(f"at most {cap:g} (the service's cap, DIGITAE_{setting.upper()})")
+
+
+def _check_latent_length(latent: list[float], info: ValidationInfo) -> None:
+    expected = (info.context or {}).get("latent_dim")
+    if expected is not None and len(latent) != expected:
+        raise ValueError(f"expected {expected} numbers (the model's latent_dim), got {len(latent)}")
+
+
+PixelRow = Annotated[list[Annotated[float, Field(ge=0, le=255)]], Field(min_length=SIDE, max_length=SIDE)]
+Pixels = Annotated[
+    list[PixelRow],
+    Field(
+        min_length=SIDE,
+        max_length=SIDE,
+        description="28 rows of 28 numbers: an already preprocessed MNIST-style image (white ink on black, "
+        "centered); used as given, only rescaled by `scale`",
+    ),
+]
+Scale = Literal["0-1", "0-255"]
+LatentValue = Annotated[float, Field(ge=-LATENT_LIMIT, le=LATENT_LIMIT)]
+Latent = Annotated[
+    list[LatentValue],
+    Field(min_length=1, max_length=1024, description="exactly latent_dim finite numbers"),
+]
+ImageText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="an image file (PNG, JPEG, BMP, GIF or WebP; any size and mode) as base64, or a "
+        "`data:image/...;base64,` URL; preprocessed the way MNIST was made",
+    ),
+]
+
+
+class ImageItem(RequestModel):
+    """One image: `image` (base64 file) or `pixels` with their `scale`."""
+
+    image: ImageText | None = None
+    pixels: Pixels | None = None
+    scale: Scale | None = Field(None, description="the range of `pixels`: '0-1' or '0-255' (required with pixels)")
+
+    @model_validator(mode="after")
+    def _one_image(self) -> Self:
+        _check_one_image(self.image, self.pixels, self.scale)
+        return self
+
+
+def _check_one_image(image: Any, pixels: Any, scale: Any, batch: Any = None, *, with_batch: bool = False) -> None:
+    candidates = [("image", image), ("pixels", pixels)] + ([("images", batch)] if with_batch else [])
+    given = [name for name, value in candidates if value is not None]
+    if len(given) != 1:
+        choices = "'image', 'pixels' (with 'scale') or 'images'" if with_batch else "'image' or 'pixels' (with 'scale')"
+        raise ValueError(f"give exactly one of {choices}; got {' and '.join(given) if given else 'none'}")
+    if pixels is not None and scale is None:
+        raise ValueError("'pixels' needs 'scale': '0-1' or '0-255'")
+    if pixels is None and scale is not None:
+        raise ValueError("'scale' goes with 'pixels' only")
+
+
+class ImageRequest(RequestModel):
+    """One image (`image` or `pixels` + `scale`) or a batch (`images`, a list of such objects)."""
+
+    image: ImageText | None = None
+    pixels: Pixels | None = None
+    scale: Scale | None = Field(None, description="the range of `pixels`: '0-1' or '0-255' (required with pixels)")
+    images: list[ImageItem] | None = Field(
+        None, min_length=1, description="a batch: up to max_batch images; the answer is `results`, in order"
+    )
+
+    @field_validator("images")
+    @classmethod
+    def _batch_cap(cls, images: list[ImageItem] | None, info: ValidationInfo) -> list[ImageItem] | None:
+        if images is not None:
+            _at_most(len(images), info, "max_batch")
+        return images
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        _check_one_image(self.image, self.pixels, self.scale, self.images, with_batch=True)
+        return self
+
+    @property
+    def items(self) -> list[ImageItem]:
+        if self.images is not None:
+            return self.images
+        return [ImageItem.model_construct(image=self.image, pixels=self.pixels, scale=self.scale)]
+
+    @property
+    def is_batch(self) -> bool:
+        return self.images is not None
+
+
+class EncodeRequest(ImageRequest):
+    pass
+
+
+class NoiseSpec(RequestModel):
+    mean: float = Field(0.0, ge=-1, le=1, description="mean of the added per-pixel noise")
+    std: float = Field(1.0, ge=0, le=10, description="its standard deviation (pixels are in [0, 1], then clipped)")
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Ratio = Annotated[float, Field(ge=0.05, le=20)]
+
+
+class Rectangle(RequestModel):
+    top: int = Field(ge=0, le=SIDE - 1)
+    left: int = Field(ge=0, le=SIDE - 1)
+    height: int = Field(ge=1, le=SIDE)
+    width: int = Field(ge=1, le=SIDE)
+
+    @model_validator(mode="after")
+    def _inside(self) -> Self:
+        if self.top + self.height > SIDE or self.left + self.width > SIDE:
+            raise ValueError("the rectangle must lie inside the 28x28 image (top + height <= 28, left + width <= 28)")
+        return self
+
+
+class OcclusionSpec(RequestModel):
+    area: Fraction | tuple[Fraction, Fraction] = Field(
+        (0.1, 0.3), description="fraction of the image covered: a number, or [low, high] to draw from"
+    )
+    aspect: Ratio | tuple[Ratio, Ratio] = Field(
+        (0.5, 2.0), description="width/height ratio: a number, or [low, high] to draw from (log-uniformly)"
+    )
+    fill: float = Field(0.0, ge=0, le=1, description="the value painted into the rectangle")
+    rectangle: Rectangle | None = Field(
+        None, description="an explicit rectangle; when given, area and aspect are unused"
+    )
+
+    @field_validator("area", "aspect")
+    @classmethod
+    def _ordered(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
+        if isinstance(value, tuple) and value[0] > value[1]:
+            raise ValueError("give [low, high] with low <= high")
+        return value
+
+    @staticmethod
+    def as_range(value: float | tuple[float, float]) -> tuple[float, float]:
+        return value if isinstance(value, tuple) else (value, value)
+
+
+class CorruptionSpec(RequestModel):
+    """The report's robustness experiment as a request: occlusion, then noise, both drawn from `seed`."""
+
+    noise: NoiseSpec | None = Field(None, description="additive gaussian noise")
+    occlusion: OcclusionSpec | None = Field(None, description="a filled rectangle")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="same seed, same corruption; drawn when absent")
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.noise is None and self.occlusion is None:
+            raise ValueError("give 'noise' and/or 'occlusion' (or leave out 'corruption')")
+        return self
+
+
+class ReconstructRequest(ImageRequest):
+    corruption: CorruptionSpec | None = Field(
+        None, description="optional corruption applied before the model sees the image (to every image of a batch)"
+    )
+
+
+class DecodeRequest(RequestModel):
+    """One `latent` or a batch of `latents`."""
+
+    latent: Latent | None = None
+    latents: list[Latent] | None = Field(None, min_length=1, description="a batch: up to max_batch latents")
+
+    @field_validator("latent")
+    @classmethod
+    def _latent_length(cls, latent: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if latent is not None:
+            _check_latent_length(latent, info)
+        return latent
+
+    @field_validator("latents")
+    @classmethod
+    def _latents(cls, latents: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
+        if latents is not None:
+            _at_most(len(latents), info, "max_batch")
+            for index, latent in enumerate(latents):
+                try:
+                    _check_latent_length(latent, info)
+                except ValueError as exc:
+                    raise ValueError(f"latents[{index}]: {exc}") from None
+        return latents
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        if (self.latent is None) == (self.latents is None):
+            raise ValueError("give exactly one of 'latent' or 'latents'")
+        return self
+
+
+class SampleRequest(RequestModel):
+    digit: int | None = Field(
+        None, ge=0, le=9, description="whose centroid to sample around; a VAE without it samples its prior N(0, I)"
+    )
+    sigma: float = Field(1.0, ge=0, description="standard deviation around the centroid (at most max_sigma)")
+    n: int = Field(8, ge=1, description="how many samples (at most max_samples)")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="same seed, same samples; drawn when absent")
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma_cap(cls, sigma: float, info: ValidationInfo) -> float:
+        _at_most(sigma, info, "max_sigma")
+        return sigma
+
+    @field_validator("n")
+    @classmethod
+    def _n_cap(cls, n: int, info: ValidationInfo) -> int:
+        _at_most(n, info, "max_samples")
+        return n
+
+
+class PathEnd(RequestModel):
+    """One end of the path: a `digit` (its centroid), a `latent`, or an image (`image`, or `pixels` + `scale`)."""
+
+    digit: int | None = Field(None, ge=0, le=9)
+    latent: Latent | None = None
+    image: ImageText | None = None
+    pixels: Pixels | None = None
+    scale: Scale | None = None
+
+    @field_validator("latent")
+    @classmethod
+    def _latent_length(cls, latent: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if latent is not None:
+            _check_latent_length(latent, info)
+        return latent
+
+    @model_validator(mode="after")
+    def _one_end(self) -> Self:
+        fields = (("digit", self.digit), ("latent", self.latent), ("image", self.image), ("pixels", self.pixels))
+        given = [name for name, value in fields if value is not None]
+        if len(given) != 1:
+            found = f"got {' and '.join(given)}" if given else "got none"
+            raise ValueError(f"give exactly one of 'digit', 'latent', 'image' or 'pixels' (with 'scale'); {found}")
+        if (self.pixels is None) != (self.scale is None):
+            raise ValueError("'pixels' and 'scale' go together")
+        return self
+
+
+class InterpolateRequest(RequestModel):
+    start: PathEnd = Field(alias="from", description="where the path starts")
+    end: PathEnd = Field(alias="to", description="where it ends")
+    steps: int = Field(
+        10, ge=2, description="images along the path, both ends included (at most max_interpolation_steps)"
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_cap(cls, steps: int, info: ValidationInfo) -> int:
+        _at_most(steps, info, "max_interpolation_steps")
+        return steps
+
+
+# -- responses ----------------------------------------------------------------------------------------
+
+PNG = Annotated[str, Field(description="a PNG image, base64", examples=["iVBORw0KGgoAAAANSUhEUgAAABwAAAAc..."])]
+Vector = list[float]
+
+
+class ModelSummary(BaseModel):
+    name: str = Field(examples=["ae-6"])
+    kind: Literal["ae", "vae"]
+    latent_dim: int = Field(examples=[6])
+    metrics: dict[str, Any] = Field(description="the model card's metrics", examples=[{"test_mse": 0.0208}])
+
+
+class ModelDetail(ModelSummary):
+    centroids: dict[str, Vector] = Field(description="digit ('0'..'9') -> its mean latent vector")
+    spread: dict[str, Vector] = Field(description="digit -> per-dimension standard deviation around its centroid")
+    card: dict[str, Any] = Field(description="the whole model card: architecture, training, provenance, metrics")
+
+
+class EncodeResult(BaseModel):
+    latent: Vector = Field(description="the latent code (a VAE's posterior mean mu)", examples=[[0.1, -1.2]])
+    logvar: Vector | None = Field(None, description="VAE only: the posterior log-variance")
+    nearest_digit: int = Field(ge=0, le=9, description="the digit whose centroid is nearest")
+    centroid_distances: Vector = Field(description="Euclidean distance to each digit's centroid, digits 0..9")
+
+
+class EncodeBatchResult(BaseModel):
+    results: list[EncodeResult]
+
+
+class Loss(BaseModel):
+    mse: float = Field(description="mean squared error per pixel, against the clean preprocessed input")
+    bce: float = Field(description="mean binary cross-entropy per pixel, against the clean preprocessed input")
+    kl: float | None = Field(None, description="VAE only: KL(q(z|x) || N(0, I)), nats")
+    elbo: float | None = Field(None, description="VAE only: -(summed BCE + KL), nats, decoding z = mu")
+
+
+class AppliedOcclusion(BaseModel):
+    top: int
+    left: int
+    height: int
+    width: int
+    fill: float
+
+
+class AppliedCorruption(BaseModel):
+    seed: int = Field(description="send it back to get the same corruption")
+    noise: dict[str, float] | None = Field(None, description="mean and std of the added noise")
+    occlusion: AppliedOcclusion | None = Field(None, description="the rectangle that was filled")
+
+
+class ReconstructResult(BaseModel):
+    image: PNG = Field(description="the reconstruction, PNG base64")
+    input: PNG = Field(description="what the model saw: preprocessed, then corrupted if asked, PNG base64")
+    latent: Vector
+    logvar: Vector | None = Field(None, description="VAE only")
+    nearest_digit: int = Field(ge=0, le=9)
+    loss: Loss
+    corruption: AppliedCorruption | None = None
+
+
+class ReconstructBatchResult(BaseModel):
+    results: list[ReconstructResult]
+
+
+class DecodeResult(BaseModel):
+    image: PNG
+
+
+class DecodeBatchResult(BaseModel):
+    results: list[DecodeResult]
+
+
+class SampleResult(BaseModel):
+    images: list[PNG]
+    latents: list[Vector]
+    digit: int | None = Field(None, description="the digit sampled around; null for a VAE's prior")
+    sigma: float
+    seed: int = Field(description="send it back to get the same samples")
+
+
+class InterpolateResult(BaseModel):
+    images: list[PNG]
+    latents: list[Vector]
+    t: list[float] = Field(description="position of each step along the path, 0 to 1")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    models: list[str]
+    judges: list[str] = Field(description="verified classifier checkpoints (not served)")
+    skipped: dict[str, str] = Field(description="checkpoint folders left out, and why")

@@ -1,0 +1,38 @@
+"""Optional API keys: with DIGITAE_API_KEYS set, every /v1 route needs `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.errors import ApiError
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="Needed only when the service is started with DIGITAE_API_KEYS; paste one of the keys.",
+)
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def key_matches(given: str, keys: list[bytes]) -> bool:
+    """Compare with every key in constant time, without stopping at a match (no timing hint)."""
+    candidate = given.encode("utf-8", "surrogateescape")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key)
+    return matched
+
+
+async def require_api_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> None:
+    keys: list[bytes] = request.app.state.api_keys
+    if not keys:
+        return
+    if credentials is None:
+        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", headers=CHALLENGE)
+    if not key_matches(credentials.credentials, keys):
+        raise ApiError(401, "wrong API key", headers=CHALLENGE)

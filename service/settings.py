@@ -1,0 +1,87 @@
+"""Every setting of the service, in one place: read from `DIGITAE_*` environment variables.
+
+Lists (`DIGITAE_API_KEYS`, `DIGITAE_CORS_ORIGINS`) are written comma-separated (`a,b`) or as JSON (`["a","b"]`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
+
+MiB = 1024 * 1024
+JSON_OVERHEAD_BYTES = 64 * 1024  # room for the JSON (or multipart) around one image at the upload cap
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIGITAE_", extra="ignore", validate_default=True)
+
+    models_dir: Path = Field(DEFAULT_CHECKPOINTS_DIR, description="folder of checkpoint folders to serve")
+    host: str = Field("127.0.0.1", description="address uvicorn binds")
+    port: int = Field(8000, ge=0, le=65535, description="port uvicorn binds")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes, each with its own copy of the models")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu")
+    torch_threads: int = Field(
+        1, ge=1, le=256, description="torch intra-op threads per worker; 1 leaves a core for the event loop"
+    )
+    max_upload_bytes: int = Field(5 * MiB, ge=1024, description="largest image file accepted, in bytes")
+    max_image_pixels: int = Field(25_000_000, ge=784, description="largest image accepted, in pixels (width x height)")
+    max_batch: int = Field(64, ge=1, le=4096, description="most images or latents in one batch request")
+    max_samples: int = Field(64, ge=1, le=4096, description="largest n for /sample")
+    max_sigma: float = Field(100.0, ge=0, le=1e6, description="largest sigma for /sample")
+    max_interpolation_steps: int = Field(64, ge=2, le=4096, description="largest steps for /interpolate")
+    max_upscale: int = Field(16, ge=1, le=64, description="largest upscale factor for returned images")
+    microbatch_enabled: bool = Field(True, description="group concurrent requests into one forward pass")
+    microbatch_max_size: int = Field(64, ge=1, le=4096, description="most items in one forward pass")
+    microbatch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest wait for a batch to fill, in ms")
+    skip_bad_checkpoints: bool = Field(
+        False, description="false: a bad checkpoint stops startup; true: it is skipped with a warning"
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="accepted bearer keys for /v1; empty = open"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed by CORS; empty = no CORS headers"
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="logging level")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """Accept `a,b` as well as `["a","b"]` from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_usable(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if len(key) < 8 or any(c.isspace() for c in key):
+                raise ValueError("every API key needs at least 8 characters and no spaces")
+        return keys
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The cap on any request body: one base64 image at the upload cap plus the JSON around it."""
+        return math.ceil(self.max_upload_bytes * 4 / 3) + JSON_OVERHEAD_BYTES
+
+    def public(self) -> dict[str, Any]:
+        """The settings as logged at startup: API keys masked."""
+        values = self.model_dump(mode="json")
+        values["api_keys"] = [f"***{len(key)} chars***" for key in self.api_keys]
+        return values
