@@ -1,0 +1,70 @@
+"""Every curl example in the README's API section, run as written against a live server.
+
+The server serves the committed checkpoints, as `make run` does; only its port differs,
+so the examples' `http://127.0.0.1:8000` is rewritten to the test server's address.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
+from tests.service_support import REPO_ROOT, ServerProcess
+
+README = REPO_ROOT / "README.md"
+EXAMPLE_NAMES = {"ae-2", "ae-6", "vae-2"}
+
+
+def api_examples() -> list[str]:
+    """The shell commands in the `## The API` section, continuation lines joined."""
+    section = README.read_text().split("## The API", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL):
+        commands += [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    return commands
+
+
+COMMANDS = api_examples()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    missing = EXAMPLE_NAMES - {p.name for p in DEFAULT_CHECKPOINTS_DIR.iterdir() if p.is_dir()}
+    if missing:
+        pytest.fail(f"the README's examples need the committed checkpoints {sorted(missing)}")
+    process = ServerProcess(DEFAULT_CHECKPOINTS_DIR, tmp_path_factory.mktemp("readme") / "server.log").start()
+    yield process
+    process.stop()
+
+
+def test_the_api_section_has_an_example_for_every_endpoint() -> None:
+    text = " ".join(COMMANDS)
+    routes = ("/v1/models ", "/encode", "/reconstruct", "/decode", "/sample", "/interpolate", "/readyz", "/metrics")
+    for route in routes:
+        assert route in text + " ", f"no README example calls {route.strip()}"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=range(len(COMMANDS)))
+def test_readme_example_runs(command: str, server: ServerProcess, tmp_path: Path) -> None:
+    shutil.copytree(REPO_ROOT / "examples", tmp_path / "examples")
+    live = command.replace("http://127.0.0.1:8000", server.url)
+    result = subprocess.run(["bash", "-c", live], cwd=tmp_path, capture_output=True, timeout=60)
+    failure = f"{command}\nexit {result.returncode}: {result.stderr.decode()}\n{server.log()[-2000:]}"
+    assert result.returncode == 0, failure
+    written = re.search(r"-o (\S+)", command)
+    if written:  # an image answer: a real PNG
+        assert Image.open(tmp_path / written.group(1)).format == "PNG"
+    elif "/metrics" in command:
+        assert b"digitae_http_requests_total" in result.stdout
+    else:
+        body = json.loads(result.stdout)
+        if ("/encode" in command or "/reconstruct" in command) and "corruption" not in command:
+            assert body["nearest_digit"] == (7 if "seven" in command else 2)
