@@ -41,8 +41,12 @@ test: lint  ## ruff, then the test suite (without the long soak)
 lint: $(DEV_STAMP)  ## ruff check
 	$(BIN)/ruff check .
 
+# The load generator is wrk (a Debian package, not a Python one): installed here when missing and run as root.
 bench: $(DEV_STAMP)  ## measure serving and training speed (figures printed and written to bench-results/)
-	$(BIN)/python benchmarks/run.py
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq wrk; \
+	  else echo "make bench needs wrk: run 'sudo apt-get install -y wrk' (or 'brew install wrk'), then again" >&2; exit 2; fi; }
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 soak: $(DEV_STAMP)  ## the long reliability run: minutes of load against a real multi-worker server
 	$(BIN)/python -m pytest -m soak

@@ -1,0 +1,40 @@
+"""The HTTP floor: a FastAPI endpoint that reads the request body and answers a small JSON, nothing else.
+
+Served exactly as `python -m service` serves digitae (uvicorn, same settings: httptools and uvloop when installed,
+no access log, no server header), so the difference between the two is what digitae itself costs per request.
+Run by the benchmark as `python benchmarks/noop_app.py` with DIGITAE_PORT set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+app = FastAPI(title="no-op")
+OK = b'{"ok":true}'
+
+
+@app.post("/noop")
+async def noop(request: Request) -> Response:
+    await request.body()
+    return Response(OK, media_type="application/json")
+
+
+@app.get("/healthz")
+async def healthz() -> Response:
+    return Response(OK, media_type="application/json")
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["DIGITAE_PORT"]),
+        log_level="info",  # the service's default; uvicorn logs nothing per request either way
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )

