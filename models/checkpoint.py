@@ -290,13 +290,16 @@ def _check_state_matches(path: Path, model: nn.Module, state: dict[str, Tensor])
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            path, f"tensors do not match the card's network (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+            path,
+            f"tensors do not match the network {CARD_FILE} describes "
+            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})",
         )
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
             raise CheckpointError(
                 path,
-                f"tensor {key!r} has shape {tuple(state[key].shape)}, the card's network needs {tuple(tensor.shape)}",
+                f"tensor {key!r} has shape {tuple(state[key].shape)}; the card's network needs {tuple(tensor.shape)}: "
+                f"{CARD_FILE}'s latent_dim or architecture disagrees with these weights",
             )
 
 
