@@ -29,8 +29,10 @@ async def healthz() -> Response:
 
 
 if __name__ == "__main__":
+    workers = int(os.environ.get("DIGITAE_WORKERS", "1"))
     uvicorn.run(
-        app,
+        "benchmarks.noop_app:app" if workers > 1 else app,
+        workers=workers,
         host="127.0.0.1",
         port=int(os.environ["DIGITAE_PORT"]),
         log_level="info",  # the service's default; uvicorn logs nothing per request either way

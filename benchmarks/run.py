@@ -55,12 +55,13 @@ class Plan:
     ceiling_s: float
     profile_s: float
     training_epochs: int | None  # None: train to the early stop
+    workers: int = 1  # uvicorn workers for the service and the no-op endpoint alike
 
     @classmethod
     def for_args(cls, args: argparse.Namespace) -> Plan:
         if args.quick:
-            return cls(run_s=2, warmup_s=1, ceiling_s=1, profile_s=2, training_epochs=args.training_epochs or 3)
-        return cls(run_s=args.seconds, warmup_s=2, ceiling_s=3, profile_s=5, training_epochs=args.training_epochs)
+            return cls(2, 1, 1, 2, args.training_epochs or 3, args.workers)
+        return cls(args.seconds, 2, 3, 5, args.training_epochs, args.workers)
 
 
 def requests_for(model: str, latent_dim: int) -> dict[str, loadgen.Request]:
@@ -248,6 +249,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cut training to N epochs and project the time to the early stop (default: train to the early stop)",
     )  # fmt: skip
     parser.add_argument("--skip-training", action="store_true", help="measure serving only")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers for the service and the no-op endpoint (default: 1, the service's default); the "
+        "in-process ceiling stays one process",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results" / "latest.json", help="JSON output")
     return parser.parse_args(argv)
 
@@ -302,14 +310,16 @@ def measure_serving(models_dir: Path, scratch: Path, requests: dict[str, loadgen
 
     defaults = Settings()
     progress("serving, micro-batching on")
-    with servers.service(models_dir, scratch / "service.log") as server:
+    with servers.service(models_dir, scratch / "service.log", workers=plan.workers) as server:
         served, rss_under_load = load_matrix(server, list(requests.values()), CONCURRENCIES, plan)
         peak_rss = server.stop()
     progress("the no-op endpoint")
-    with servers.noop(scratch / "noop.log") as server:
+    with servers.noop(scratch / "noop.log", workers=plan.workers) as server:
         noop = load_matrix(server, [NOOP], CONCURRENCIES, plan)[0][NOOP.name]
     progress("serving, micro-batching off")
-    with servers.service(models_dir, scratch / "service-off.log", microbatch_enabled=False) as server:
+    with servers.service(
+        models_dir, scratch / "service-off.log", microbatch_enabled=False, workers=plan.workers
+    ) as server:
         unbatched = load_matrix(server, list(requests.values()), (HIGH,), plan)[0]
     progress("the in-process ceiling")
     ceilings = ceiling.measure(models_dir, MODEL, defaults.microbatch_max_size, plan.ceiling_s, defaults.torch_threads)
@@ -387,12 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     report["service_settings"] = {
         name: getattr(defaults, name)
         for name in ("workers", "torch_threads", "microbatch_max_size", "microbatch_wait_ms", "log_level")
-    }
+    } | {"workers": plan.workers}
     with tempfile.TemporaryDirectory(prefix="digitae-bench-") as scratch_name:
         scratch = Path(scratch_name)
         models_dir, report["checkpoints"] = checkpoints(scratch)
         say(
-            f"  checkpoints: {report['checkpoints']}; model {MODEL}; service defaults: {defaults.workers} worker, "
+            f"  checkpoints: {report['checkpoints']}; model {MODEL}; {plan.workers} worker(s), "
             f"{defaults.torch_threads} torch thread, micro-batches up to {defaults.microbatch_max_size} "
             f"waiting {defaults.microbatch_wait_ms:g} ms, log level {defaults.log_level}"
         )

@@ -119,6 +119,7 @@ def service(models_dir: Path, log_path: Path, **settings: object) -> Server:
     return Server([sys.executable, "-m", "service"], env, "/readyz", log_path)
 
 
-def noop(log_path: Path) -> Server:
+def noop(log_path: Path, workers: int = 1) -> Server:
     """The no-op FastAPI app, served by uvicorn with the service's uvicorn settings."""
-    return Server([sys.executable, str(NOOP_APP)], clean_env(), "/healthz", log_path)
+    env = {**clean_env(), "DIGITAE_WORKERS": str(workers)}
+    return Server([sys.executable, str(NOOP_APP)], env, "/healthz", log_path)
