@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from service.api import ops, v1
@@ -81,7 +82,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             app.state.service = None  # /readyz answers 503 from here on
             await engine.close()
 
-    app = FastAPI(
+    # The Swagger UI and ReDoc assets are served from the package, not a CDN: /docs works offline.
+    app = FastAPIOffline(
         title="digitae",
         version=VERSION,
         description=DESCRIPTION,

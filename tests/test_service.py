@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -306,3 +307,15 @@ def test_every_docs_example_works_as_it_is(client: TestClient) -> None:
             upload = {"file": ("digit.png", png_bytes(example_digit()), "image/png")}
             assert client.post(path.replace("{name}", "ae-6"), files=upload).status_code == 200
     assert tried >= 15
+
+
+def test_docs_pages_load_their_assets_from_the_service_not_a_cdn(client: TestClient) -> None:
+    """No internet at run time: /docs and /redoc must work from the service alone."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html.text)
+        assert assets, f"{page} names no script or stylesheet"
+        for asset in assets:
+            assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
+            assert client.get(asset).status_code == 200, asset
