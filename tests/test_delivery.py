@@ -516,3 +516,15 @@ def test_package_ships_every_committed_checkpoint_file() -> None:
         pytest.skip("no committed checkpoints yet")
     left_out = [f for f in files if not any(fnmatch.fnmatch(f, pattern) for pattern in patterns)]
     assert not left_out, f"not in the package data of pyproject.toml: {left_out}"
+
+
+def test_the_service_runs_without_the_training_only_packages() -> None:
+    """The serving image carries no `train` extra: starting the app must not import any of it."""
+    # (tqdm is left out: torch.hub imports it whenever it is installed, and does without it)
+    train_only = ("scipy", "matplotlib", "mlxtend", "training")
+    probe = (
+        "import sys; from service.app import create_app; import service.__main__; "
+        f"print(','.join(m for m in {train_only!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"the service imports training-only packages: {result.stdout.strip()}"
