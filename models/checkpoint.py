@@ -100,8 +100,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "wb") as f:
+        f.write(_json_bytes(data))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, _json_bytes(data))
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
@@ -153,12 +164,11 @@ def save_checkpoint(
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE))
         files = {WEIGHTS_FILE: sha256_of(staging / WEIGHTS_FILE)}
-        if centroids is not None:
-            atomic_write_json(staging / CENTROIDS_FILE, centroids)
-            files[CENTROIDS_FILE] = sha256_of(staging / CENTROIDS_FILE)
-        if history is not None:
-            atomic_write_json(staging / HISTORY_FILE, history)
-            files[HISTORY_FILE] = sha256_of(staging / HISTORY_FILE)
+        # Plain writes are enough inside the staging folder: only the final rename makes it visible.
+        for name, payload in ((CENTROIDS_FILE, centroids), (HISTORY_FILE, history)):
+            if payload is not None:
+                _write_json(staging / name, payload)
+                files[name] = sha256_of(staging / name)
         full_card = {
             "format_version": FORMAT_VERSION,
             "name": directory.name,
@@ -169,7 +179,7 @@ def save_checkpoint(
             "weights_sha256": files[WEIGHTS_FILE],
             "files": files,
         }
-        atomic_write_json(staging / CARD_FILE, full_card)
+        _write_json(staging / CARD_FILE, full_card)
         _swap_into_place(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

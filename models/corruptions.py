@@ -15,7 +15,10 @@ from torch import Tensor
 
 def _generator(seed: int | None) -> torch.Generator:
     g = torch.Generator()
-    g.manual_seed(int(seed) if seed is not None else torch.seed())
+    if seed is None:
+        g.seed()  # fresh entropy for this generator only; torch's global generator is left alone
+    else:
+        g.manual_seed(int(seed))
     return g
 
 

@@ -108,3 +108,12 @@ def test_augmentation_is_seeded_small_and_keeps_the_ink(tiny_digits) -> None:
     # rotation <= 0.2 rad, scale within 10 %, shear <= 0.15: |sin 0.2| / 0.9 + 0.15 < 0.38
     assert deviation[:, :, :2].max() < math.sin(0.2) / 0.9 + 0.15 and deviation[:, :, 2].max() <= 0.1
     assert deviation[:, :, 2].max() > 0.05  # and it does move things
+
+
+def test_unseeded_corruptions_leave_torch_global_generator_alone() -> None:
+    """A corruption without a seed draws fresh entropy for itself, not by reseeding torch's global generator."""
+    images = torch.rand(2, 1, 28, 28)
+    before = torch.get_rng_state()
+    GaussianNoise(0.0, 0.3)(images)
+    Occlusion()(images)
+    assert torch.equal(torch.get_rng_state(), before)
