@@ -35,8 +35,6 @@ def vae_terms(recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor) -> dict
     `elbo` is the evidence lower bound itself (higher is better): -(recon + kl).
     Training minimises `recon + kl`, that is -elbo.
     """
-    recon_nats = F.binary_cross_entropy(
-        recon.clamp(1e-6, 1 - 1e-6), target, reduction="none"
-    ).flatten(1).sum(dim=1)
+    recon_nats = F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), target, reduction="none").flatten(1).sum(dim=1)
     kl = kl_to_standard_normal(mu, logvar)
     return {"recon": recon_nats, "kl": kl, "elbo": -(recon_nats + kl)}

@@ -195,13 +195,15 @@ async def sample(request: Request, call: ImageModelCall) -> Response:
     images = await call.engine.decode(model, list(latents))
     if output.png:
         return output.png_response(images)
-    return json_response({
-        "images": [output.b64(image) for image in images],
-        "latents": latents.tolist(),
-        "digit": body.digit,
-        "sigma": body.sigma,
-        "seed": seed,
-    })
+    return json_response(
+        {
+            "images": [output.b64(image) for image in images],
+            "latents": latents.tolist(),
+            "digit": body.digit,
+            "sigma": body.sigma,
+            "seed": seed,
+        }
+    )
 
 
 @v1.post(
@@ -226,9 +228,13 @@ async def interpolate(request: Request, call: ImageModelCall) -> Response:
     output = call.output
     if output.png:
         return output.png_response(images, columns=len(images))
-    return json_response({
-        "images": [output.b64(image) for image in images], "latents": latents.tolist(), "t": t.tolist(),
-    })
+    return json_response(
+        {
+            "images": [output.b64(image) for image in images],
+            "latents": latents.tolist(),
+            "t": t.tolist(),
+        }
+    )
 
 
 # -- operations ------------------------------------------------------------------------------------------------
@@ -293,8 +299,7 @@ def applied_corruption(plan: CorruptionPlan | None, rectangle: tuple[int, int, i
         applied["noise"] = {"mean": plan.noise.mean, "std": plan.noise.std}
     if plan.occlusion is not None and rectangle is not None:
         top, left, height, width = rectangle
-        applied["occlusion"] = {"top": top, "left": left, "height": height, "width": width,
-                                "fill": plan.occlusion.fill}
+        applied["occlusion"] = {"top": top, "left": left, "height": height, "width": width, "fill": plan.occlusion.fill}
     return applied
 
 

@@ -17,7 +17,11 @@ from service.schemas import DecodeRequest, EncodeRequest, InterpolateRequest, Re
 from service.settings import Settings
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
-    EncodeRequest, ReconstructRequest, DecodeRequest, SampleRequest, InterpolateRequest,
+    EncodeRequest,
+    ReconstructRequest,
+    DecodeRequest,
+    SampleRequest,
+    InterpolateRequest,
 )
 _REF = "#/components/schemas/{model}"
 
@@ -70,12 +74,16 @@ def request_body(
     model: type[BaseModel], examples: dict[str, Any], form_fields: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """`openapi_extra` for a route reading `model` as JSON, and (with `form_fields`) a multipart upload."""
-    content: dict[str, Any] = {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)},
-                                                    "examples": examples}}
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}, "examples": examples}
+    }
     if form_fields is not None:
         properties: dict[str, Any] = {
-            "file": {"type": "string", "contentMediaType": "application/octet-stream",
-                     "description": "the image file: PNG, JPEG, BMP, GIF or WebP, any size and mode"},
+            "file": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "the image file: PNG, JPEG, BMP, GIF or WebP, any size and mode",
+            },
         }
         for name, description in form_fields.items():
             properties[name] = {"type": "string", "description": description}
@@ -120,19 +128,33 @@ def document_deployment(openapi: dict[str, Any], settings: Settings, model_names
 # -- response examples -------------------------------------------------------------------------------
 
 ENCODE_RESPONSE = {
-    "latent": [0.84, -1.92], "logvar": [-3.1, -2.8], "nearest_digit": 2,
+    "latent": [0.84, -1.92],
+    "logvar": [-3.1, -2.8],
+    "nearest_digit": 2,
     "centroid_distances": [2.1, 3.4, 0.3, 1.9, 2.7, 1.5, 2.2, 3.0, 1.1, 2.5],
 }
 RECONSTRUCT_RESPONSE = {
-    "image": TINY_PNG, "input": TINY_PNG, "latent": [0.84, -1.92], "logvar": [-3.1, -2.8], "nearest_digit": 2,
+    "image": TINY_PNG,
+    "input": TINY_PNG,
+    "latent": [0.84, -1.92],
+    "logvar": [-3.1, -2.8],
+    "nearest_digit": 2,
     "loss": {"mse": 0.021, "bce": 0.094, "kl": 6.2, "elbo": -79.9},
     "corruption": {"seed": 7, "noise": {"mean": 0.0, "std": 0.5}, "occlusion": None},
 }
 DECODE_RESPONSE = {"image": TINY_PNG}
-SAMPLE_RESPONSE = {"images": [TINY_PNG, TINY_PNG], "latents": [[0.8, -1.9], [0.7, -2.1]], "digit": 3, "sigma": 0.5,
-                   "seed": 0}
-INTERPOLATE_RESPONSE = {"images": [TINY_PNG, TINY_PNG, TINY_PNG], "latents": [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]],
-                        "t": [0.0, 0.5, 1.0]}
+SAMPLE_RESPONSE = {
+    "images": [TINY_PNG, TINY_PNG],
+    "latents": [[0.8, -1.9], [0.7, -2.1]],
+    "digit": 3,
+    "sigma": 0.5,
+    "seed": 0,
+}
+INTERPOLATE_RESPONSE = {
+    "images": [TINY_PNG, TINY_PNG, TINY_PNG],
+    "latents": [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]],
+    "t": [0.0, 0.5, 1.0],
+}
 
 
 def ok_response(example: Any, *, png: str | None = None) -> dict[int | str, dict[str, Any]]:

@@ -70,8 +70,14 @@ def json_bytes(payload: Any) -> bytes:
     return pydantic_core.to_json(payload, inf_nan_mode="null")
 
 
-def error_response(request: Request | None, status_code: int, code: str, message: str, detail: Any = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    request: Request | None,
+    status_code: int,
+    code: str,
+    message: str,
+    detail: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
     body = {"error": {"code": code, "message": message, "detail": detail, "request_id": request_id}}
     return Response(json_bytes(body), status_code=status_code, media_type="application/json", headers=headers)
@@ -200,8 +206,14 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "description": _DESCRIPTIONS[status],
             "content": {
                 "application/json": {
-                    "example": {"error": {"code": CODES[status], "message": _EXAMPLE_MESSAGES[status],
-                                          "detail": None, "request_id": "3f2a9c0e5b7d4e1f8a6b2c9d0e1f2a3b"}}
+                    "example": {
+                        "error": {
+                            "code": CODES[status],
+                            "message": _EXAMPLE_MESSAGES[status],
+                            "detail": None,
+                            "request_id": "3f2a9c0e5b7d4e1f8a6b2c9d0e1f2a3b",
+                        }
+                    }
                 }
             },
         }

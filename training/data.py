@@ -165,9 +165,7 @@ def load_idx(images_path: Path, labels_path: Path) -> Digits:
     labels = _checked_labels(labels_path, labels)
     if len(images) != len(labels):
         raise DataError(labels_path, f"holds {len(labels)} labels but {images_path.name} holds {len(images)} images")
-    return Digits(
-        images, labels, _provenance("idx", [images_path, labels_path], [images_raw, labels_raw], len(labels))
-    )
+    return Digits(images, labels, _provenance("idx", [images_path, labels_path], [images_raw, labels_raw], len(labels)))
 
 
 def _maybe_gunzip(path: Path, raw: bytes) -> bytes:

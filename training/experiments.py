@@ -74,9 +74,7 @@ def losses_against_clean(model: nn.Module, clean: Tensor, inputs: dict[str, Tens
 
 def noise_curve(model: nn.Module, images: Tensor, stds: tuple[float, ...], seed: int) -> list[float]:
     """Mean test loss against the noise std. One seed for every std: the same unit noise, scaled."""
-    return [
-        float(reconstruction_mse(model, GaussianNoise(std=std)(images, seed=seed), images).mean()) for std in stds
-    ]
+    return [float(reconstruction_mse(model, GaussianNoise(std=std)(images, seed=seed), images).mean()) for std in stds]
 
 
 # -- generation around the centroids -----------------------------------------------------------

@@ -297,7 +297,7 @@ def robustness_section(
         [
             f"Noisy, std {ROBUSTNESS_NOISE_STD:g} ({ROBUSTNESS_NOISE_STD * 255:.0f} grey levels)",
             f"{ours['noisy']:.4f}",
-            f"{REPORT_ROBUSTNESS['noisy']:.4f} (\"0 mean, 1 variance\")",
+            f'{REPORT_ROBUSTNESS["noisy"]:.4f} ("0 mean, 1 variance")',
         ],
     ]
     rows += [
@@ -362,7 +362,7 @@ def centroid_samples_section(
     doc.add(
         "## 4. Samples around each digit's centroid (report's Fig. 3)",
         "Latent codes z ~ N(centroid_d, sigma² I): sigma is the standard deviation (the report's \"variance went "
-        f"from 0 to 10\" read as the std); the same unit draws are scaled by each sigma; seed {seed + 2}. The "
+        f'from 0 to 10" read as the std); the same unit draws are scaled by each sigma; seed {seed + 2}. The '
         "centroids are the mean training encodings stored with each checkpoint. Rows: digits; columns: sigma; "
         f"{SHOWN_PER_CELL} samples a cell.",
     )
