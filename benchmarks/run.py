@@ -184,7 +184,7 @@ def serving_table(
 def evaluate_targets(
     served: dict[str, dict[int, loadgen.LoadResult]], noop: dict[int, loadgen.LoadResult], ceilings: dict[str, float]
 ) -> list[dict[str, Any]]:
-    targets = [
+    targets: list[dict[str, Any]] = [
         {
             "target": f"reconstruct at concurrency {HIGH} >= {NOOP_SHARE_TARGET:.0%} of the no-op endpoint's req/s",
             "value": ratio(served["reconstruct"][HIGH].rps, noop[HIGH].rps),

@@ -3,7 +3,9 @@
     models/checkpoints/<name>/
         weights.safetensors   tensors only: loading never runs code from a file
         card.json             kind, latent dim, architecture, provenance, metrics,
-                              and the sha256 of every other file in the folder
+                              and `files`: the sha256 of every other file in the folder
+                              (older cards also carry `weights_sha256`, a copy of one
+                              entry of `files`; it is ignored)
         centroids.json        digit -> mean latent vector, and its per-dimension spread
         history.json          per-epoch train and validation loss
 
@@ -21,6 +23,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from models.networks import KINDS, NUM_DIGITS, Architecture, build_model
+from models.networks import AUTOENCODER_KINDS, KINDS, NUM_DIGITS, Architecture, AutoEncoderNetwork, build_model
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -38,6 +42,7 @@ CARD_FILE = "card.json"
 CENTROIDS_FILE = "centroids.json"
 HISTORY_FILE = "history.json"
 DEFAULT_CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
+JUDGE_NAME = "classifier"  # the checkpoint the judge (a digit classifier) is saved as
 
 
 class CheckpointError(Exception):
@@ -55,7 +60,7 @@ class Checkpoint:
 
     path: Path
     card: dict[str, Any]
-    model: nn.Module
+    network: nn.Module
     centroids: Tensor | None = None  # (10, latent_dim), row d is digit d's centroid
     spread: Tensor | None = None  # (10, latent_dim), per-dimension std around it
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -84,20 +89,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write; once written it is synced and renamed over `path`, so readers
+    see the old file or the new one, never half. On any error the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+    with _replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -117,18 +131,8 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
     """torch.save through a temporary file and a rename (for training state)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _replacing(path) as tmp:
         torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- save ----------------------------------------------------------------------------
@@ -175,8 +179,7 @@ def save_checkpoint(
             **card,
             "kind": model.kind,
             "latent_dim": getattr(model, "latent_dim", None),
-            "architecture": model.arch.to_dict() if hasattr(model, "arch") else None,
-            "weights_sha256": files[WEIGHTS_FILE],
+            "architecture": model.arch.to_dict() if isinstance(model, AutoEncoderNetwork) else None,
             "files": files,
         }
         _write_json(staging / CARD_FILE, full_card)
@@ -244,16 +247,16 @@ def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -
         raise CheckpointError(directory, "no such checkpoint folder")
     card = read_card(directory)
     verify_files(directory, card)
-    model = _build_from_card(directory, card)
+    network = _build_from_card(directory, card)
     state = _read_weights(directory / WEIGHTS_FILE)
-    _check_state_matches(directory / WEIGHTS_FILE, model, state)
-    model.load_state_dict(state)
-    model.to(device).eval()
+    _check_state_matches(directory / WEIGHTS_FILE, network, state)
+    network.load_state_dict(state)
+    network.to(device).eval()
 
-    checkpoint = Checkpoint(path=directory, card=card, model=model)
+    checkpoint = Checkpoint(path=directory, card=card, network=network)
     if CENTROIDS_FILE in card["files"]:
         checkpoint.centroids, checkpoint.spread = _read_centroids(directory / CENTROIDS_FILE, card["latent_dim"])
-    elif card["kind"] in ("ae", "vae"):
+    elif card["kind"] in AUTOENCODER_KINDS:
         raise CheckpointError(directory / CENTROIDS_FILE, "an auto-encoder checkpoint needs its centroids")
     if HISTORY_FILE in card["files"]:
         checkpoint.history = _read_json(directory / HISTORY_FILE)

@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-IMAGE_SHAPE = (1, 28, 28)
+SIDE = 28  # images are SIDE x SIDE pixels, one channel
 NUM_DIGITS = 10
+AUTOENCODER_KINDS = ("ae", "vae")  # what the service serves and the report studies
+KINDS = (*AUTOENCODER_KINDS, "classifier")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,16 @@ class AutoEncoder(nn.Module):
         return self.decoder(z), z
 
 
+def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """z = mu + eps * sigma with eps ~ N(0, I): from torch's global generator, or from `generator` (a CPU one)."""
+    sigma = torch.exp(0.5 * logvar)
+    if generator is None:
+        eps = torch.randn_like(sigma)
+    else:
+        eps = torch.randn(mu.shape, generator=generator).to(mu.device, mu.dtype)
+    return mu + eps * sigma
+
+
 class VariationalAutoEncoder(nn.Module):
     """x -> (mu, logvar); z = mu + eps * sigma; decoder(z).
 
@@ -146,18 +158,12 @@ class VariationalAutoEncoder(nn.Module):
         """The posterior mean: the VAE's deterministic latent code."""
         return self.encode(x)[0]
 
-    @staticmethod
-    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-        sigma = torch.exp(0.5 * logvar)
-        eps = torch.randn_like(sigma)
-        return mu + eps * sigma
-
     def decode(self, z: Tensor) -> Tensor:
         return self.decoder(z)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar) if self.training else mu
+        z = reparameterize(mu, logvar) if self.training else mu
         return self.decoder(z), mu, logvar
 
 
@@ -188,8 +194,14 @@ class DigitClassifier(nn.Module):
         return self.net(x)
 
 
-AutoEncoderLike = AutoEncoder | VariationalAutoEncoder
-KINDS = ("ae", "vae", "classifier")
+AutoEncoderNetwork = AutoEncoder | VariationalAutoEncoder  # what `embed` and `decode` work on
+
+
+def autoencoder(network: nn.Module) -> AutoEncoderNetwork:
+    """`network` as the auto-encoder a caller needs; a TypeError when it is another kind (the judge)."""
+    if not isinstance(network, AutoEncoderNetwork):
+        raise TypeError(f"expected an auto-encoder, got a {type(network).__name__}")
+    return network
 
 
 def build_model(kind: str, latent_dim: int | None = None, arch: Architecture = REPORT_ARCHITECTURE) -> nn.Module:

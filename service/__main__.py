@@ -6,6 +6,7 @@ import json
 import logging
 import logging.config
 import sys
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -32,7 +33,7 @@ def main() -> int:
     except StartupError as exc:
         print(f"digitae: cannot start: {exc}", file=sys.stderr)
         return 1
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,

@@ -99,7 +99,7 @@ async def describe_model(call: JsonModelCall) -> Response:
     openapi_extra=docs.request_body(EncodeRequest, docs.ENCODE_EXAMPLES, form_fields={}),
 )
 async def encode(request: Request, call: JsonModelCall) -> Response:
-    body, sources = await read_image_request(request, EncodeRequest, call.context)
+    body, sources = await read_image_request(request, EncodeRequest, call.validation_context)
     images = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
     views = [encoding_view(e) for e in await call.engine.encode(call.model, images)]
     return json_response({"results": views} if body.is_batch else views[0])
@@ -127,7 +127,7 @@ async def encode(request: Request, call: JsonModelCall) -> Response:
     ),
 )
 async def reconstruct(request: Request, call: ImageModelCall) -> Response:
-    body, sources = await read_image_request(request, ReconstructRequest, call.context, ("corruption",))
+    body, sources = await read_image_request(request, ReconstructRequest, call.validation_context, ("corruption",))
     clean = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
     plan = corruption_plan(body.corruption)
     seen, applied = clean, [None] * len(clean)
@@ -158,7 +158,7 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
     openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES),
 )
 async def decode(request: Request, call: ImageModelCall) -> Response:
-    body = await read_json(request, DecodeRequest, call.context)
+    body = await read_json(request, DecodeRequest, call.validation_context)
     latents = body.latents if body.latents is not None else [body.latent]
     images = await call.engine.decode(call.model, [np.asarray(z, dtype=np.float32) for z in latents])
     output = call.output
@@ -186,7 +186,7 @@ async def decode(request: Request, call: ImageModelCall) -> Response:
     openapi_extra=docs.request_body(SampleRequest, docs.SAMPLE_EXAMPLES),
 )
 async def sample(request: Request, call: ImageModelCall) -> Response:
-    body = await read_json(request, SampleRequest, call.context)
+    body = await read_json(request, SampleRequest, call.validation_context)
     model, output = call.model, call.output
     if body.digit is None and model.kind != "vae":
         raise ApiError(422, f"digit: required for {model.name}, an auto-encoder without a prior; give a digit 0-9")
@@ -221,7 +221,7 @@ async def sample(request: Request, call: ImageModelCall) -> Response:
     openapi_extra=docs.request_body(InterpolateRequest, docs.INTERPOLATE_EXAMPLES),
 )
 async def interpolate(request: Request, call: ImageModelCall) -> Response:
-    body = await read_json(request, InterpolateRequest, call.context)
+    body = await read_json(request, InterpolateRequest, call.validation_context)
     start, end = await path_ends(call, {"from": body.start, "to": body.end})
     t, latents = straight_path(start, end, body.steps)
     images = await call.engine.decode(call.model, list(latents))

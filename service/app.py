@@ -29,7 +29,7 @@ from service.observability import (
     RequestContextMiddleware,
     observe_batch,
 )
-from service.registry import Registry, StartupError, load_registry, resolve_device
+from service.registry import Registry, StartupError, load_registry
 from service.security import require_api_key
 from service.settings import Settings
 
@@ -62,7 +62,7 @@ TAGS = [
 
 def build_registry(settings: Settings) -> Registry:
     """Load every checkpoint as configured; raises StartupError with a message naming the problem."""
-    return load_registry(settings.models_dir, resolve_device(settings.device), skip_bad=settings.skip_bad_checkpoints)
+    return load_registry(settings.models_dir, settings.device, skip_bad=settings.skip_bad_checkpoints)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:

@@ -12,7 +12,7 @@ from fastapi import Depends, Path, Query, Request
 from service.errors import ApiError
 from service.inference import InferenceEngine
 from service.registry import MODEL_NAME_PATTERN, Registry, ServedModel
-from service.render import JSON_ONLY, ImageOutput, choose_image_output, require_json_accepted
+from service.render import BASE64_IMAGE_OUTPUT, ImageOutput, choose_image_output, require_json_accepted
 from service.settings import Settings
 
 
@@ -42,7 +42,7 @@ class ModelCall:
         return self.service.settings
 
     @property
-    def context(self) -> dict[str, Any]:
+    def validation_context(self) -> dict[str, Any]:
         """The validation context for request bodies: the caps, and the model's latent size."""
         return {"settings": self.service.settings, "latent_dim": self.model.latent_dim}
 
@@ -85,7 +85,7 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     """For routes that answer JSON only."""
     require_json_accepted(request)
     service = running_service(request)
-    return ModelCall(service, service.registry.get(name), JSON_ONLY)
+    return ModelCall(service, service.registry.get(name), BASE64_IMAGE_OUTPUT)
 
 
 async def get_image_model_call(request: Request, name: ModelName, upscale: Upscale = 1) -> ModelCall:

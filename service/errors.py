@@ -9,6 +9,7 @@ per-field problems of a 422.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
@@ -70,17 +71,22 @@ def json_bytes(payload: Any) -> bytes:
     return pydantic_core.to_json(payload, inf_nan_mode="null")
 
 
+def error_body(code: str, message: str, detail: Any = None, request_id: str | None = None) -> bytes:
+    """The one error shape, as JSON bytes: every error answer's body is built here."""
+    return json_bytes({"error": {"code": code, "message": message, "detail": detail, "request_id": request_id}})
+
+
 def error_response(
     request: Request | None,
     status_code: int,
     code: str,
     message: str,
     detail: Any = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
-    body = {"error": {"code": code, "message": message, "detail": detail, "request_id": request_id}}
-    return Response(json_bytes(body), status_code=status_code, media_type="application/json", headers=headers)
+    body = error_body(code, message, detail, request_id)
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
 # -- turning problems into ApiError -------------------------------------------------------------------

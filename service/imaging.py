@@ -26,7 +26,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-SIDE = 28  # MNIST images are 28x28 ...
+from models.networks import SIDE
+
+# MNIST images are SIDE x SIDE (28x28) ...
 BOX = 20  # ... with the digit fitted into a 20x20 box ...
 CENTER = 14.0  # ... and its center of mass at pixel (14, 14) (row, column), within half a pixel.
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,12 +21,10 @@ from torch import Tensor
 
 from models.corruptions import GaussianNoise, Occlusion
 from models.losses import bce_per_image, mse_per_image, vae_terms
+from models.networks import SIDE, VariationalAutoEncoder
 from service.batching import MicroBatcher
 from service.registry import Registry, ServedModel
 from service.settings import Settings
-
-SIDE = 28
-OPERATIONS = ("encode", "reconstruct", "decode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +96,7 @@ def _tensor_to_images(batch: Tensor) -> list[np.ndarray]:
 
 
 def _encode(model: ServedModel, x: Tensor) -> tuple[Tensor, Tensor | None]:
-    if model.kind == "vae":
+    if isinstance(model.network, VariationalAutoEncoder):
         return model.network.encode(x)
     return model.network.embed(x), None
 
@@ -133,7 +132,11 @@ class InferenceEngine:
         worth_waiting: Callable[[], bool] = lambda: True,
     ) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitae-inference")
-        functions = {"encode": encode_batch, "reconstruct": reconstruct_batch, "decode": decode_batch}
+        functions: dict[str, Callable[[ServedModel, list[Any]], list[Any]]] = {
+            "encode": encode_batch,
+            "reconstruct": reconstruct_batch,
+            "decode": decode_batch,
+        }
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         for name, model in registry.models.items():
             for operation, function in functions.items():

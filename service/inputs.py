@@ -8,7 +8,7 @@ here the bytes are parsed. Every problem becomes an `ApiError` with the status t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from fastapi import Request
@@ -131,7 +131,7 @@ async def _read_multipart(
             options[name] = parse_json(text.encode(), _non_optional(field_model), context, (name,))
     finally:
         await form.close()
-    return model.model_construct(**options), [ImageSource(upload=data)]
+    return cast(ImageModel, model.model_construct(**options)), [ImageSource(upload=data)]
 
 
 def _non_optional(annotation: Any) -> type[BaseModel]:

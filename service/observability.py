@@ -34,12 +34,11 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import CODES, ApiError, json_bytes
+from service.errors import CODES, ApiError, error_body
 
 access_log = logging.getLogger("digitae.access")
 error_log = logging.getLogger("digitae.errors")
 
-REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMATCHED_ROUTE = "<unmatched>"
 
@@ -194,9 +193,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_error(send: Send, status: int, message: str, request_id: Any, close: bool = False) -> None:
-    body = json_bytes(
-        {"error": {"code": CODES.get(status, "error"), "message": message, "detail": None, "request_id": request_id}}
-    )
+    body = error_body(CODES.get(status, "error"), message, request_id=request_id)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from models.checkpoint import CheckpointError, load_checkpoint
+from models.device import resolve_device
+from models.networks import AUTOENCODER_KINDS, AutoEncoderNetwork, autoencoder
 from service.errors import ApiError
 
 log = logging.getLogger("digitae.registry")
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
-SERVED_KINDS = ("ae", "vae")
 
 
 class StartupError(Exception):
@@ -42,7 +42,7 @@ class ServedModel:
     kind: str  # "ae" | "vae"
     latent_dim: int
     card: dict[str, Any]
-    network: nn.Module
+    network: AutoEncoderNetwork
     device: torch.device
     centroids: torch.Tensor  # (10, latent_dim) on `device`, row d = digit d's mean latent
     centroids_cpu: torch.Tensor  # the same on the CPU, for drawing samples
@@ -70,16 +70,14 @@ class Registry:
         return model
 
 
-def resolve_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise StartupError("DIGITAE_DEVICE=cuda but torch sees no CUDA device; use cpu or auto")
-    return torch.device(choice)
-
-
-def load_registry(models_dir: Path, device: torch.device, *, skip_bad: bool) -> Registry:
-    """Load and verify every checkpoint folder under `models_dir`."""
+def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: bool) -> Registry:
+    """Load and verify every checkpoint folder under `models_dir` onto `device` (a torch device, or a
+    DIGITAE_DEVICE name that models.device.resolve_device turns into one)."""
+    if isinstance(device, str):
+        try:
+            device = resolve_device(device)
+        except ValueError as exc:
+            raise StartupError(f"DIGITAE_DEVICE: {exc}") from None
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise StartupError(f"the models folder {models_dir} does not exist (set DIGITAE_MODELS_DIR)")
@@ -105,7 +103,7 @@ def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
     if not _MODEL_NAME.match(folder.name):
         raise CheckpointError(folder, f"the folder name must match {MODEL_NAME_PATTERN} to be served")
     checkpoint = load_checkpoint(folder, device=device)
-    if checkpoint.kind not in SERVED_KINDS:
+    if checkpoint.kind not in AUTOENCODER_KINDS:
         registry.judges.append(folder.name)
         log.info("verified %s (%s, not served)", folder.name, checkpoint.kind)
         return
@@ -116,7 +114,7 @@ def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
         kind=checkpoint.kind,
         latent_dim=latent_dim,
         card=checkpoint.card,
-        network=checkpoint.model,
+        network=autoencoder(checkpoint.network),
         device=device,
         centroids=checkpoint.centroids.to(device),
         centroids_cpu=checkpoint.centroids.clone(),

@@ -42,7 +42,7 @@ def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
                 except ValueError:
                     quality = 0.0
         ranges.append((kind, quality))
-    best, best_key = None, (0.0, -1)
+    best, best_rank = None, (0.0, -1)
     for offer in offers:
         main = offer.split("/")[0]
         matches = [
@@ -53,9 +53,9 @@ def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
         if not matches:
             continue
         specificity, quality = max(matches)  # the most specific range decides the quality
-        key = (quality, specificity)
-        if quality > 0 and key > best_key:
-            best, best_key = offer, key
+        rank = (quality, specificity)
+        if quality > 0 and rank > best_rank:
+            best, best_rank = offer, rank
     return best
 
 
@@ -88,7 +88,8 @@ class ImageOutput:
         return Response(encode_png_grid(images, self.upscale, columns), media_type=PNG)
 
 
-JSON_ONLY = ImageOutput(png=False, upscale=1)
+# Images as base64 PNGs in JSON, at their own size: the image output of the routes that answer JSON only.
+BASE64_IMAGE_OUTPUT = ImageOutput(png=False, upscale=1)
 
 
 def choose_image_output(request: Request, upscale: int, max_upscale: int) -> ImageOutput:

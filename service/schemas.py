@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-SIDE = 28
+from models.networks import SIDE
+
 LATENT_LIMIT = 1e6  # larger latent values overflow float32 inside the decoder
 MAX_SEED = 2**63 - 1
 

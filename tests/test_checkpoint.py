@@ -42,17 +42,17 @@ def _edit_card(folder: Path, **changes) -> None:
 
 def test_save_then_load_is_bit_exact(trained: TrainResult) -> None:
     loaded = load_checkpoint(trained.path)
-    saved_state, loaded_state = trained.model.state_dict(), loaded.model.state_dict()
+    saved_state, loaded_state = trained.model.state_dict(), loaded.network.state_dict()
     assert saved_state.keys() == loaded_state.keys()
     for key, tensor in saved_state.items():
         assert torch.equal(tensor, loaded_state[key]), key
     assert torch.equal(loaded.centroids, trained.centroids.means)
     assert torch.equal(loaded.spread, trained.centroids.spread)
     assert loaded.history == trained.history and [r["epoch"] for r in loaded.history] == [1, 2]
-    assert loaded.kind == "vae" and loaded.latent_dim == 2 and not loaded.model.training
+    assert loaded.kind == "vae" and loaded.latent_dim == 2 and not loaded.network.training
     trained.model.eval()
     images = torch.rand((3, 1, 28, 28), generator=torch.Generator().manual_seed(0))
-    assert torch.equal(loaded.model(images)[0], trained.model(images)[0])
+    assert torch.equal(loaded.network(images)[0], trained.model(images)[0])
 
 
 def test_card_records_provenance_split_config_and_metrics(trained: TrainResult) -> None:
@@ -73,7 +73,8 @@ def test_card_records_provenance_split_config_and_metrics(trained: TrainResult) 
     assert heldout["images"] == 200
     assert set(heldout) >= {"mse", "bce", "recon", "kl", "elbo", "nearest_centroid_accuracy"}
     assert heldout["elbo"] == pytest.approx(-(heldout["recon"] + heldout["kl"]))
-    assert card["weights_sha256"] == sha256_of(trained.path / WEIGHTS_FILE)
+    assert card["files"][WEIGHTS_FILE] == sha256_of(trained.path / WEIGHTS_FILE)
+    assert "weights_sha256" not in card  # `files` holds it; older cards carry a copy, which loading ignores
     assert set(card["files"]) == {WEIGHTS_FILE, CENTROIDS_FILE, HISTORY_FILE}
 
 
@@ -94,7 +95,7 @@ def test_a_truncated_weights_file_is_refused(copy: Path, rehash: bool) -> None:
     if rehash:  # even with a matching hash, the file itself must parse
         digest = sha256_of(weights)
         card = json.loads((copy / CARD_FILE).read_text())
-        _edit_card(copy, files={**card["files"], WEIGHTS_FILE: digest}, weights_sha256=digest)
+        _edit_card(copy, files={**card["files"], WEIGHTS_FILE: digest})
     with pytest.raises(CheckpointError, match="not a readable safetensors" if rehash else "sha256 mismatch") as caught:
         load_checkpoint(copy)
     assert caught.value.path == weights

@@ -138,14 +138,14 @@ def test_every_linked_figure_is_a_real_png(heldout_report: Path) -> None:
 def test_losses_match_a_direct_computation(workspace: dict, heldout_report: Path) -> None:
     markdown = heldout_report.read_text()
     images, _ = load_digits(f"{workspace['npz']}:test").tensors()
-    ae2 = load_checkpoint(workspace["models_dir"] / "ae-2").model
+    ae2 = load_checkpoint(workspace["models_dir"] / "ae-2").network
     with torch.no_grad():
         clean = float(((ae2(images)[0] - images) ** 2).mean())
     assert _table_row(markdown, "`ae-2`", "## 1.")[2] == f"{clean:.4f}"
     assert _report_metrics(workspace["models_dir"], "ae-2")["test_mse"] == pytest.approx(clean, rel=1e-5)
 
     best = re.search(r"Best AE by test MSE: `([^`]+)`", markdown).group(1)
-    best_model = load_checkpoint(workspace["models_dir"] / best).model
+    best_model = load_checkpoint(workspace["models_dir"] / best).network
     with torch.no_grad():  # the occluded input, scored against the CLEAN image; the report's seed is 3
         occluded = float(((best_model(Occlusion()(images, seed=3))[0] - images) ** 2).mean())
     assert _table_row(markdown, "Occluded", "## 2.")[1] == f"{occluded:.4f}"
@@ -156,7 +156,7 @@ def test_nearest_centroid_accuracy_matches_a_direct_computation(workspace: dict,
     images, labels = load_digits(f"{workspace['npz']}:test").tensors()
     vae2 = load_checkpoint(workspace["models_dir"] / "vae-2")
     with torch.no_grad():
-        mu = vae2.model.embed(images)
+        mu = vae2.network.embed(images)
     nearest = ((mu[:, None, :] - vae2.centroids[None]) ** 2).sum(dim=2).argmin(dim=1)
     accuracy = float((nearest == labels).float().mean())
     assert _table_row(heldout_report.read_text(), "`vae-2`", "## 6.")[2] == f"{accuracy:.3f}"
@@ -187,7 +187,7 @@ def test_internal_split_is_rebuilt_from_the_card_and_the_report_is_deterministic
 
     test_part = split_indices(TRAIN_IMAGES, **SPLIT).test
     images = load_digits(workspace["npz"]).tensors()[0][torch.as_tensor(test_part)]
-    ae3 = load_checkpoint(workspace["models_dir"] / "ae-3").model
+    ae3 = load_checkpoint(workspace["models_dir"] / "ae-3").network
     with torch.no_grad():
         clean = float(((ae3(images)[0] - images) ** 2).mean())
     markdown = first.read_text()

@@ -52,7 +52,7 @@ def in_process_predictions(checkpoint_dir: Path, images: np.ndarray) -> np.ndarr
     checkpoint = load_checkpoint(checkpoint_dir)
     assert checkpoint.centroids is not None
     with torch.inference_mode():
-        latents = checkpoint.model.embed(torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1))
+        latents = checkpoint.network.embed(torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1))
         distances = torch.linalg.vector_norm(latents[:, None, :] - checkpoint.centroids[None], dim=-1)
     return distances.argmin(dim=1).numpy()
 

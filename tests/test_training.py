@@ -149,7 +149,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(tiny_digits, tmp_path: Pa
     assert resumed.card["best_epoch"] == straight.card["best_epoch"] and resumed.card["resumed"]
     assert resumed.card["metrics"] == straight.card["metrics"]
     assert not resume_path(out, name).exists()
-    assert_same_weights(load_checkpoint(resumed.path).model, straight.model)
+    assert_same_weights(load_checkpoint(resumed.path).network, straight.model)
 
 
 def test_resume_refuses_a_state_from_other_settings_or_a_damaged_one(tiny_digits, tmp_path: Path) -> None:
@@ -203,7 +203,7 @@ def test_centroids_equal_the_mean_encodings_computed_directly(tiny_digits, tmp_p
     images, labels = tiny_digits.tensors()
     recorded = card["split"]
     split = split_indices(len(images), recorded["seed"], recorded["val_fraction"], recorded["test_fraction"])
-    model = load_checkpoint(result.path).model
+    model = load_checkpoint(result.path).network
     with torch.no_grad():
         codes = model.encoder(images[split.train])[:, :2]  # the AE's code, or the VAE's mu (first half)
     loaded = load_checkpoint(result.path)
@@ -233,7 +233,7 @@ def test_the_judge_trains_saves_and_names_digits(tiny_digits, tmp_path: Path) ->
     metrics = loaded.card["metrics"]
     assert set(metrics["heldout"]) == {"images", "accuracy", "cross_entropy"}
     images, labels = tiny_digits.tensors()
-    digits, confidence = judge(loaded.model, images)
+    digits, confidence = judge(loaded.network, images)
     assert digits.shape == confidence.shape == (200,) and ((confidence > 0) & (confidence <= 1)).all()
     assert metrics["heldout"]["accuracy"] == pytest.approx(float((digits == labels).float().mean()))
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from models.checkpoint import centroids_payload
-from models.networks import NUM_DIGITS
+from models.networks import NUM_DIGITS, autoencoder
 
 EVAL_BATCH = 1000
 
@@ -36,7 +36,8 @@ def encode(model: nn.Module, images: Tensor, batch_size: int = EVAL_BATCH) -> Te
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    codes = [model.embed(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
+    network = autoencoder(model)
+    codes = [network.embed(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(codes)
 

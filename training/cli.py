@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, CheckpointError
+from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, JUDGE_NAME, CheckpointError
+from models.networks import KINDS
 from training.data import DataError, Digits, load_digits
-from training.judge import JUDGE_NAME
-from training.train import KINDS, SCHEDULES, TrainConfig, TrainResult, default_for, make_config, train
+from training.train import SCHEDULES, TrainConfig, TrainResult, default_for, make_config, train
 
 DATA_HELP = (
     "training data: a .mat in the report's layout, IDX files (a folder, one file of a pair, or IMAGES,LABELS; "
@@ -227,10 +227,17 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _run(config, data, test_data, args, None)
 
 
-def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from training.report import build_report  # imported here: it needs matplotlib, the rest does not
+class CommandError(Exception):
+    """A problem the user can fix, printed as one `error:` line (exit 2)."""
 
-    path = build_report(args.models, args.data, args.test_data, args.out, args.seed)
+
+def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from training.report import ReportError, build_report  # imported here: it needs matplotlib, the rest does not
+
+    try:
+        path = build_report(args.models, args.data, args.test_data, args.out, args.seed)
+    except ReportError as exc:
+        raise CommandError(str(exc)) from None
     print(f"report written to {path}")
 
 
@@ -239,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.handler(args, args.parser)
-    except (DataError, CheckpointError, FloatingPointError) as exc:  # FloatingPointError: the loss diverged
+    # FloatingPointError: the loss diverged
+    except (DataError, CheckpointError, CommandError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

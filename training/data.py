@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.networks import SIDE
+
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
-SIDE = 28
 
 
 class DataError(Exception):

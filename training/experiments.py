@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from models.corruptions import GaussianNoise, Occlusion
 from models.losses import mse_per_image
-from models.networks import NUM_DIGITS
+from models.networks import NUM_DIGITS, autoencoder
 from training.judge import judge
 
 BATCH_SIZE = 1000
@@ -42,15 +42,16 @@ def batched(fn: Callable[[Tensor], Tensor], inputs: Tensor, batch_size: int = BA
 
 def embed(model: nn.Module, images: Tensor) -> Tensor:
     """Deterministic latent codes (the AE's encoding, the VAE's posterior mean)."""
-    return batched(model.embed, images)
+    return batched(autoencoder(model).embed, images)
 
 
 def decode(model: nn.Module, latents: Tensor) -> Tensor:
-    return batched(model.decode, latents)
+    return batched(autoencoder(model).decode, latents)
 
 
 def reconstruct(model: nn.Module, images: Tensor) -> Tensor:
-    return batched(lambda x: model.decode(model.embed(x)), images)
+    network = autoencoder(model)
+    return batched(lambda x: network.decode(network.embed(x)), images)
 
 
 def reconstruction_mse(model: nn.Module, inputs: Tensor, targets: Tensor | None = None) -> Tensor:

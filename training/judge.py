@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from models.checkpoint import JUDGE_NAME
 from training.data import Digits
 from training.train import EVAL_BATCH, TrainResult, make_config, train
-
-JUDGE_NAME = "classifier"
 
 
 def train_judge(

@@ -29,16 +29,15 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint, update_card
+from models.checkpoint import JUDGE_NAME, Checkpoint, CheckpointError, load_checkpoint, update_card
 from models.corruptions import GaussianNoise, Occlusion
-from models.networks import NUM_DIGITS
+from models.networks import AUTOENCODER_KINDS, NUM_DIGITS
 from training import experiments as ex
 from training.centroids import nearest_centroid_accuracy
 from training.data import Digits, load_digits
 from training.split import split_indices
 
 AUTOENCODER_NAMES = ("ae-2", "ae-3", "ae-4", "ae-5", "ae-6", "vae-2", "vae-6")
-JUDGE_NAME = "classifier"
 REPORT_FILE = "README.md"
 
 # The seed report's own numbers (its AE-6, trained on about 50,000 images).
@@ -54,8 +53,13 @@ PATH_STEPS = 12
 PAIR_PATH_STEPS = 8
 
 
-class ReportError(CheckpointError):
-    """The checkpoints folder holds nothing to report on (the CLI prints it like any checkpoint error)."""
+class ReportError(Exception):
+    """The checkpoints folder holds nothing to report on."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass
@@ -100,7 +104,7 @@ def build_report(models_dir: Path, data: str | None, test_data: str | None, out_
     """Run every experiment, write `out_dir/README.md` with its figures, update the cards; return the Markdown."""
     models_dir, out_dir = Path(models_dir), Path(out_dir)
     checkpoints, notes = load_models(models_dir)
-    autoencoders = {name: ckpt for name, ckpt in checkpoints.items() if ckpt.kind in ("ae", "vae")}
+    autoencoders = {name: ckpt for name, ckpt in checkpoints.items() if ckpt.kind in AUTOENCODER_KINDS}
     if not autoencoders:
         names = ", ".join(AUTOENCODER_NAMES)
         raise ReportError(models_dir, f"none of the checkpoints {names} is there; train them first (sweep)")
@@ -113,7 +117,7 @@ def build_report(models_dir: Path, data: str | None, test_data: str | None, out_
     header_section(doc, models_dir, checkpoints, evaluation, seed)
     best = latent_dim_section(doc, autoencoders, evaluation, metrics)
     robustness_section(doc, autoencoders, best, evaluation, seed, metrics, notes)
-    judge_model = judge.model if judge is not None else None
+    judge_model = judge.network if judge is not None else None
     centroid_samples_section(doc, autoencoders, best, judge_model, seed, metrics, notes)
     latent_maps_section(doc, autoencoders, evaluation, judge_model, metrics, notes)
     recognition_section(doc, autoencoders, judge, evaluation, metrics)
@@ -126,6 +130,16 @@ def build_report(models_dir: Path, data: str | None, test_data: str | None, out_
     for name, ckpt in checkpoints.items():
         update_card(ckpt.path, metrics={"report": {**shared, **metrics[name]}})
     return path
+
+
+def _centroids(ckpt: Checkpoint) -> Tensor:
+    assert ckpt.centroids is not None  # load_checkpoint refuses an auto-encoder without them
+    return ckpt.centroids
+
+
+def _spread(ckpt: Checkpoint) -> Tensor:
+    assert ckpt.spread is not None  # stored beside the centroids
+    return ckpt.spread
 
 
 def load_models(models_dir: Path) -> tuple[dict[str, Checkpoint], list[str]]:
@@ -150,7 +164,7 @@ def evaluation_set(
         digits = load_digits(test_data)
         return _subset(digits, np.arange(len(digits)), f"`{test_data}`, every image")
     digits = load_digits(data)
-    settings = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
+    settings: dict[str, Any] = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
     recorded = next((c.card["split"] for c in trained if isinstance(c.card.get("split"), dict)), None)
     if recorded is None:
         notes.append("No card records its split: the internal test split uses `split_indices`' defaults.")
@@ -234,9 +248,9 @@ def latent_dim_section(
     """Test MSE of every model; returns the name of the best AE (lowest test MSE), if any."""
     rows = []
     for name, ckpt in autoencoders.items():
-        mse = float(ex.reconstruction_mse(ckpt.model, evaluation.images).mean())
+        mse = float(ex.reconstruction_mse(ckpt.network, evaluation.images).mean())
         metrics[name]["test_mse"] = mse
-        theirs = REPORT_TEST_LOSS.get(ckpt.latent_dim) if ckpt.kind == "ae" else None
+        theirs = REPORT_TEST_LOSS.get(ckpt.latent_dim or 0) if ckpt.kind == "ae" else None  # an ae has a latent_dim
         rows.append([f"`{name}`", str(ckpt.latent_dim), f"{mse:.4f}", _fmt(theirs, "{:.4f}")])
     doc.add("## 1. Test loss against the latent dimension (report's Fig. 1)")
     doc.table(["model", "latent dim", "test MSE", "report (≈50k training images)"], rows)
@@ -278,10 +292,10 @@ def robustness_section(
     inputs = ex.corrupted_inputs(evaluation.images, OCCLUSION, GaussianNoise(std=ROBUSTNESS_NOISE_STD), seed)
     settings = {"noise_std": ROBUSTNESS_NOISE_STD, "occluded_area": list(OCCLUSION.area)}
     for name, ckpt in autoencoders.items():
-        losses = ex.losses_against_clean(ckpt.model, evaluation.images, inputs)
+        losses = ex.losses_against_clean(ckpt.network, evaluation.images, inputs)
         metrics[name]["robustness"] = {"clean": metrics[name]["test_mse"], **losses, **settings}
     stds = tuple(sorted({*ex.NOISE_STDS, ROBUSTNESS_NOISE_STD}))
-    curve = ex.noise_curve(autoencoders[best].model, evaluation.images, stds, seed + 1)  # the table's noise, scaled
+    curve = ex.noise_curve(autoencoders[best].network, evaluation.images, stds, seed + 1)  # the table's noise, scaled
     metrics[best]["noise_curve"] = {"std": list(stds), "test_mse": curve}
     ours = metrics[best]["robustness"]
 
@@ -370,7 +384,9 @@ def centroid_samples_section(
     shown = {best, vaes[-1][1] if vaes else None} - {None}
     sigmas = ", ".join(f"{s:g}" for s in ex.REPORT_SIGMAS)
     for name, ckpt in autoencoders.items():
-        samples = ex.sample_around_centroids(ckpt.model, ckpt.centroids, ex.REPORT_SIGMAS, SAMPLES_PER_DIGIT, seed + 2)
+        samples = ex.sample_around_centroids(
+            ckpt.network, _centroids(ckpt), ex.REPORT_SIGMAS, SAMPLES_PER_DIGIT, seed + 2
+        )
         if name in shown:
             caption = f"{name}: decoded samples around each digit's centroid, sigma = {sigmas}."
             doc.figure(_centroid_grid(samples), f"centroid-samples-{name}.png", caption)
@@ -396,7 +412,7 @@ def centroid_samples_section(
             for sigma in ex.REPORT_SIGMAS
         ],
     )
-    spreads = [f"`{n}` {float(autoencoders[n].spread.mean()):.2f}" for n in columns]
+    spreads = [f"`{n}` {float(_spread(autoencoders[n]).mean()):.2f}" for n in columns]
     doc.add(
         "For scale, the mean within-digit std of the training encodings (per latent dimension): "
         + ", ".join(spreads)
@@ -445,22 +461,22 @@ def latent_maps_section(
         "spaced points on the straight segment between the two centroids that lie farthest apart in that model's "
         "map (endpoints included), decoded in order below it.",
     )
-    flat = [name for name in ("ae-2", "vae-2") if name in autoencoders]
+    flat: list[str] = [name for name in ("ae-2", "vae-2") if name in autoencoders]
     if not flat:
         notes.append("No 2-D model (ae-2, vae-2): the latent maps are left out.")
         doc.add("Left out: no 2-D model.")
     paths = {}
     for name in flat:
         ckpt = autoencoders[name]
-        first, second = ex.farthest_centroid_pair(ckpt.centroids)
-        path = ex.straight_path(ckpt.centroids[first], ckpt.centroids[second], PATH_STEPS)
-        decoded = ex.decode(ckpt.model, path)
+        first, second = ex.farthest_centroid_pair(_centroids(ckpt))
+        path = ex.straight_path(_centroids(ckpt)[first], _centroids(ckpt)[second], PATH_STEPS)
+        decoded = ex.decode(ckpt.network, path)
         verdicts = ex.judge(judge, decoded) if judge is not None else None
-        codes = ex.embed(ckpt.model, evaluation.images)
+        codes = ex.embed(ckpt.network, evaluation.images)
         paths[name] = (first, second, decoded)
         metrics[name]["latent_path"] = {"from_digit": first, "to_digit": second, "steps": PATH_STEPS}
         map_caption = f"{name}: encodings of the evaluation set; the path from digit {first}'s centroid to {second}'s."
-        latent_map = _latent_map(name, codes, evaluation.labels, ckpt.centroids, path)
+        latent_map = _latent_map(name, codes, evaluation.labels, _centroids(ckpt), path)
         doc.figure(latent_map, f"latent-map-{name}.png", map_caption)
         strip_caption = f"{name}: images decoded along the path (the judge's digit and confidence above each)."
         doc.figure(_path_strip(name, decoded, verdicts), f"latent-path-{name}.png", strip_caption)
@@ -476,7 +492,7 @@ def latent_maps_section(
     rows = []
     for name in _paired_order(autoencoders):
         ckpt = autoencoders[name]
-        pair_images = ex.decode(ckpt.model, ex.all_centroid_paths(ckpt.centroids, PAIR_PATH_STEPS))
+        pair_images = ex.decode(ckpt.network, ex.all_centroid_paths(_centroids(ckpt), PAIR_PATH_STEPS))
         metrics[name]["confident_on_centroid_paths"] = ex.confident_fraction(judge, pair_images)
         along = "—"
         if name in paths:
@@ -492,7 +508,7 @@ def _latent_map(name: str, codes: Tensor, labels: Tensor, centroids: Tensor, pat
     ax = fig.add_subplot()
     dots = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=3, alpha=0.6)
     for digit in range(NUM_DIGITS):
-        ax.annotate(str(digit), centroids[digit].tolist(), fontsize=11, weight="bold", ha="center", va="center",
+        ax.annotate(str(digit), tuple(centroids[digit].tolist()), fontsize=11, weight="bold", ha="center", va="center",
                     bbox={"boxstyle": "circle", "fc": "white", "alpha": 0.6})  # fmt: skip
     ax.plot(path[:, 0], path[:, 1], "k*", markersize=11, label="sampled points")
     fig.colorbar(dots, ax=ax, ticks=range(NUM_DIGITS), label="digit")
@@ -529,11 +545,11 @@ def recognition_section(
     rows = []
     for name in _paired_order(autoencoders):
         ckpt = autoencoders[name]
-        accuracy = nearest_centroid_accuracy(ckpt.model, ckpt.centroids, evaluation.images, evaluation.labels)
+        accuracy = nearest_centroid_accuracy(ckpt.network, _centroids(ckpt), evaluation.images, evaluation.labels)
         metrics[name]["nearest_centroid_accuracy"] = accuracy
         rows.append([f"`{name}`", "nearest centroid", f"{accuracy:.3f}"])
     if judge is not None:
-        accuracy = ex.judge_accuracy(judge.model, evaluation.images, evaluation.labels)
+        accuracy = ex.judge_accuracy(judge.network, evaluation.images, evaluation.labels)
         metrics[JUDGE_NAME]["test_accuracy"] = accuracy
         rows.append([f"`{JUDGE_NAME}`", "the judge itself (for reference)", f"{accuracy:.3f}"])
     doc.table(["model", "method", "accuracy"], rows)

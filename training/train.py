@@ -18,7 +18,7 @@ the optimizer, the scheduler and the history, atomically, in `out_dir/.<name>.re
 `resume=True` continues from there and ends exactly where an uninterrupted run would.
 
 The card (what `save_checkpoint` receives; it adds format_version, name, kind, latent_dim,
-architecture, weights_sha256 and files):
+architecture and files):
 
     versions        {"python", "torch", "numpy", "safetensors"}
     data            training data provenance: {"kind", "files": [{"name", "bytes", "sha256"}], "images"}
@@ -65,15 +65,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from models.checkpoint import CheckpointError, atomic_torch_save, save_checkpoint
+from models.checkpoint import JUDGE_NAME, CheckpointError, atomic_torch_save, save_checkpoint
+from models.device import resolve_device
 from models.losses import bce_per_image, mse_per_image, vae_terms
-from models.networks import NUM_DIGITS, Architecture, build_model
+from models.networks import KINDS, NUM_DIGITS, Architecture, VariationalAutoEncoder, build_model, reparameterize
 from training.augment import random_affine
 from training.centroids import Centroids, compute_centroids, nearest_centroid_accuracy
 from training.data import DataError, Digits
 from training.split import Split, check_fractions, split_indices
 
-KINDS = ("ae", "vae", "classifier")
 SCHEDULES = ("none", "onecycle")
 ARCHITECTURE_FIELDS = ("latent_dim", "channels", "hidden", "batch_norm")
 RESUME_FORMAT = 1
@@ -125,7 +125,7 @@ class TrainConfig:
         resolve_device(self.device)
 
     def architecture(self) -> Architecture:
-        return Architecture(channels=self.channels, hidden=self.hidden, batch_norm=self.batch_norm)  # type: ignore[arg-type]
+        return Architecture(channels=self.channels, hidden=self.hidden, batch_norm=self.batch_norm)
 
     def to_dict(self) -> dict[str, Any]:
         """The card's `config`: JSON-ready, without settings that do not apply to this kind."""
@@ -174,18 +174,6 @@ def default_for(kind: str, name: str) -> Any:
     if name in KIND_DEFAULTS[kind]:
         return KIND_DEFAULTS[kind][name]
     return next(f.default for f in fields(TrainConfig) if f.name == name)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU here")
-    return device
 
 
 # -- losses and measurements -----------------------------------------------------------------
@@ -239,10 +227,10 @@ def _per_image_metrics(model: nn.Module, x: Tensor, y: Tensor, sampler: torch.Ge
     if model.kind == "ae":
         recon, _ = model(x)
         return {"mse": mse_per_image(recon, x), "bce": bce_per_image(recon, x)}
+    assert isinstance(model, VariationalAutoEncoder)  # the kinds are ae, vae and classifier
     mu, logvar = model.encode(x)
     mean_recon = model.decode(mu)
-    eps = torch.randn(mu.shape, generator=sampler).to(mu.device, mu.dtype)
-    terms = vae_terms(model.decode(mu + eps * torch.exp(0.5 * logvar)), x, mu, logvar)
+    terms = vae_terms(model.decode(reparameterize(mu, logvar, sampler)), x, mu, logvar)
     return {"mse": mse_per_image(mean_recon, x), "bce": bce_per_image(mean_recon, x), **terms}
 
 
@@ -281,7 +269,7 @@ def resume_path(out_dir: Path | str, name: str) -> Path:
 
 
 def default_name(config: TrainConfig) -> str:
-    return "classifier" if config.kind == "classifier" else f"{config.kind}-{config.latent_dim}"
+    return JUDGE_NAME if config.kind == "classifier" else f"{config.kind}-{config.latent_dim}"
 
 
 def train(
@@ -320,6 +308,7 @@ def train(
         state_file=state_file, fingerprint=_fingerprint(config, data), resume=resume, started=started,
         on_epoch_end=on_epoch_end, verbose=verbose, desc=name,
     )  # fmt: skip
+    assert state.best_state is not None  # fit raises when no epoch was finite
     model.load_state_dict(state.best_state)
     model.eval()
 
