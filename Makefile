@@ -35,11 +35,14 @@ $(DEV_STAMP): $(INSTALL_INPUTS)
 run: $(RUN_STAMP)  ## serve the committed checkpoints on 127.0.0.1:8000 (settings: DIGITAE_* variables)
 	$(BIN)/python -m service
 
-test: lint  ## ruff, then the test suite (without the long soak)
+test: lint  ## lint, then the test suite (without the long soak)
 	$(BIN)/python -m pytest
 
-lint: $(DEV_STAMP)  ## ruff check
+# The same three checks run before each commit once `$(BIN)/pre-commit install` is done (.pre-commit-config.yaml).
+lint: $(DEV_STAMP)  ## formatting (ruff format), lint rules (ruff check) and types (mypy)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The load generator is wrk (a Debian package, not a Python one): installed here when missing and run as root.
 bench: $(DEV_STAMP)  ## measure serving and training speed (figures printed and written to bench-results/)
