@@ -12,5 +12,6 @@
     errors.py         one JSON error shape; observability.py request ids, logs, metrics, body cap
     security.py       optional API keys
 
-`python -m service` runs it. The service imports `models`, never `training`.
+`python -m service` runs it. The service imports `models` (the networks, the checkpoint format, the image side,
+the kinds and the device rule), never `training`.
 """

@@ -10,7 +10,16 @@ from torch.distributions import Normal, kl_divergence
 
 from models.corruptions import GaussianNoise, Occlusion
 from models.losses import bce_per_image, kl_to_standard_normal, mse_per_image, vae_terms
-from models.networks import Architecture, AutoEncoder, DigitClassifier, VariationalAutoEncoder, build_model
+from models.networks import (
+    AUTOENCODER_KINDS,
+    Architecture,
+    AutoEncoder,
+    DigitClassifier,
+    VariationalAutoEncoder,
+    autoencoder,
+    build_model,
+    reparameterize,
+)
 from training.augment import random_affine, random_thetas
 
 
@@ -117,3 +126,22 @@ def test_unseeded_corruptions_leave_torch_global_generator_alone() -> None:
     GaussianNoise(0.0, 0.3)(images)
     Occlusion()(images)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_reparameterize_draws_mu_plus_eps_sigma_from_the_generator_it_is_given() -> None:
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(5))
+    eps = torch.randn((4, 3), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(z, mu + eps * torch.exp(0.5 * logvar))
+    torch.manual_seed(0)
+    unseeded = reparameterize(mu, logvar)  # torch's global generator, as training draws it
+    torch.manual_seed(0)
+    assert torch.equal(unseeded, mu + torch.randn_like(mu) * torch.exp(0.5 * logvar))
+
+
+def test_autoencoder_accepts_the_auto_encoders_and_refuses_the_judge() -> None:
+    for kind in AUTOENCODER_KINDS:
+        network = build_model(kind, 2)
+        assert autoencoder(network) is network
+    with pytest.raises(TypeError, match="expected an auto-encoder, got a DigitClassifier"):
+        autoencoder(build_model("classifier"))

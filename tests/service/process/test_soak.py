@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 
 import pytest
-from load_support import resident_bytes, run_load, serving_processes
-from service_support import ServerProcess, build_checkpoints
+
+from tests.support import ServerProcess
+from tests.support.load import resident_bytes, run_load, serving_processes
 
 SECONDS = float(os.environ.get("DIGITAE_SOAK_SECONDS", "180"))
 WORKERS = int(os.environ.get("DIGITAE_SOAK_WORKERS", "2"))
@@ -22,17 +22,10 @@ WARM_UP_S = min(30.0, SECONDS / 4)
 MAX_GROWTH = 0.10
 MiB = 1024 * 1024
 
-pytestmark = pytest.mark.soak
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("soak")
-    process = ServerProcess(
-        build_checkpoints(root / "models"), root / "server.log", workers=WORKERS, torch_threads=1, log_level="warning"
-    ).start()
-    yield process
-    process.stop()
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.server_settings(workers=WORKERS, torch_threads=1, log_level="warning"),
+]
 
 
 @pytest.mark.timeout(SECONDS + 300)

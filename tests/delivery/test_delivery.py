@@ -33,7 +33,8 @@ import pytest
 import yaml
 from starlette.routing import Match
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.support import REPO_ROOT
+
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 INSTALL_SCRIPT = "scripts/install.sh"
@@ -191,11 +192,11 @@ def import_or_skip(module: str) -> ModuleType:
         pytest.fail(f"importing {module} runs the program: guard it with `if __name__ == '__main__':`")
 
 
-def settings_class() -> type:
+def settings_class() -> type[Any]:
     return import_or_skip("service.settings").Settings
 
 
-def env_prefix(settings: type) -> str:
+def env_prefix(settings: type[Any]) -> str:
     return str(settings.model_config.get("env_prefix", "")).upper()
 
 

@@ -13,20 +13,12 @@ import re
 import time
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from service_support import (
-    ServerProcess,
-    b64,
-    build_checkpoints,
-    decode_png,
-    example_digit,
-    png_bytes,
-    shifted_digits,
-)
 
 from service.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
 from service.schemas import (
@@ -41,6 +33,15 @@ from service.schemas import (
     ReconstructResult,
     SampleResult,
 )
+from tests.support import (
+    ServerProcess,
+    assert_error,
+    b64,
+    decode_png,
+    example_digit,
+    png_bytes,
+    shifted_digits,
+)
 
 MAX_UPLOAD = 256 * 1024
 MAX_BATCH = 8
@@ -49,45 +50,15 @@ DIGIT_PNG = png_bytes(DIGIT)
 IMAGE = {"image": EXAMPLE_DIGIT_PNG_BASE64}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("service-http")
-    models = build_checkpoints(root / "models")
-    process = ServerProcess(
-        models,
-        root / "server.log",
-        max_upload_bytes=MAX_UPLOAD,
-        max_batch=MAX_BATCH,
-        microbatch_wait_ms=5,
-        max_samples=16,
-    ).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
+pytestmark = pytest.mark.server_settings(
+    max_upload_bytes=MAX_UPLOAD, max_batch=MAX_BATCH, microbatch_wait_ms=5, max_samples=16
+)
 
 
 def ok(response: httpx.Response) -> dict:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     return response.json()
-
-
-def assert_error(response: httpx.Response, status: int, *, code: str | None = None, says: str = "") -> dict:
-    """The one error shape, with the status, a message mentioning `says`, and the request id."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "detail", "request_id"}
-    if code is not None:
-        assert error["code"] == code
-    assert says.lower() in error["message"].lower(), error["message"]
-    assert error["request_id"] == response.headers["x-request-id"]
-    return error
 
 
 # -- models, health ---------------------------------------------------------------------------------------
@@ -188,18 +159,18 @@ def test_batch_answers_match_single_calls(client: httpx.Client) -> None:
     recon_batch = ReconstructBatchResult.model_validate(
         ok(client.post("/v1/models/ae-2/reconstruct", json={"images": items}))
     )
-    for together, item in zip(recon_batch.results, items, strict=True):
-        alone = ReconstructResult.model_validate(ok(client.post("/v1/models/ae-2/reconstruct", json=item)))
-        assert together.input == alone.input
-        pixel_gap = np.abs(decode_png(together.image).astype(int) - decode_png(alone.image).astype(int)).max()
+    for joined, item in zip(recon_batch.results, items, strict=True):
+        single = ReconstructResult.model_validate(ok(client.post("/v1/models/ae-2/reconstruct", json=item)))
+        assert joined.input == single.input
+        pixel_gap = np.abs(decode_png(joined.image).astype(int) - decode_png(single.image).astype(int)).max()
         assert pixel_gap <= 1
-        assert together.loss.mse == pytest.approx(alone.loss.mse, rel=1e-5)
+        assert joined.loss.mse == pytest.approx(single.loss.mse, rel=1e-5)
 
     latents = [[0.0, 0.0], [1.0, -1.0], [-2.0, 0.5]]
     decoded = ok(client.post("/v1/models/ae-2/decode", json={"latents": latents}))["results"]
-    for together, latent in zip(decoded, latents, strict=True):
-        alone = DecodeResult.model_validate(ok(client.post("/v1/models/ae-2/decode", json={"latent": latent})))
-        assert np.abs(decode_png(together["image"]).astype(int) - decode_png(alone.image).astype(int)).max() <= 1
+    for in_batch, latent in zip(decoded, latents, strict=True):
+        by_itself = DecodeResult.model_validate(ok(client.post("/v1/models/ae-2/decode", json={"latent": latent})))
+        assert np.abs(decode_png(in_batch["image"]).astype(int) - decode_png(by_itself.image).astype(int)).max() <= 1
 
 
 # -- reconstruct -------------------------------------------------------------------------------------------
@@ -217,7 +188,7 @@ def test_reconstruct_reports_the_losses_against_the_clean_input(client: httpx.Cl
 
 
 def test_corruption_is_reproducible_from_its_seed(client: httpx.Client) -> None:
-    body = {
+    body: dict[str, Any] = {
         "image": EXAMPLE_DIGIT_PNG_BASE64,
         "corruption": {"noise": {"mean": 0.0, "std": 0.3}, "occlusion": {"area": [0.1, 0.3]}, "seed": 11},
     }

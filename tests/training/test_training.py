@@ -15,6 +15,7 @@ import torch
 
 from models.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, sha256_of
 from models.networks import build_model
+from tests.support import REPO_ROOT
 from training.centroids import compute_centroids, nearest_centroid_accuracy
 from training.cli import main
 from training.data import DataError
@@ -22,7 +23,6 @@ from training.judge import judge, train_judge
 from training.split import split_indices
 from training.train import batch_loss, make_config, resume_path, train
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = {"latent_dim": 2, "channels": (4, 8, 8), "hidden": 16, "batch_size": 32}
 TINY_FLAGS = ["--latent-dim", "2", "--channels", "4", "8", "8", "--hidden", "16", "--batch-size", "32"]
 
@@ -246,8 +246,8 @@ def test_help_documents_every_command() -> None:
     command = [sys.executable, "-m", "training", "--help"]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0
-    for command in ("train", "train-judge", "sweep", "report"):
-        assert command in done.stdout
+    for name in ("train", "train-judge", "sweep", "report"):
+        assert name in done.stdout
 
 
 @pytest.mark.parametrize("command", ["train", "train-judge", "sweep", "report"])
@@ -292,9 +292,11 @@ def test_sweep_trains_every_named_model(tiny_npz: Path, tmp_path: Path) -> None:
         (["train", "--kind", "gan"], "invalid choice"),
         (["train", "--latent-dim", "two"], "invalid int value"),
         (["train", "--latent-dim", "2", "--device", "tpu"], "unknown device"),
+        (["report", "--models", "no/such/folder"], "train them first"),
     ],
 )
 def test_cli_errors_exit_2_with_a_clear_message(argv: list[str], message: str, capsys, tmp_path: Path) -> None:
+    code: str | int | None
     try:
         code = main([*argv, "--out", str(tmp_path / "out")])
     except SystemExit as exited:  # argparse's own errors

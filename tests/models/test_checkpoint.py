@@ -15,6 +15,8 @@ from models.checkpoint import (
     HISTORY_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    atomic_torch_save,
+    atomic_write_bytes,
     list_checkpoints,
     load_checkpoint,
     sha256_of,
@@ -131,3 +133,21 @@ def test_retraining_replaces_the_folder_whole_and_leaves_no_debris(copy: Path, t
     assert load_checkpoint(again.path).card["config"]["seed"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["vae-2"]  # no staging, old or resume files left
     assert list_checkpoints(out) == [again.path]
+
+
+def test_an_older_card_with_weights_sha256_still_loads(copy: Path) -> None:
+    """Cards written before `files` became the one place for the weights' hash also carry `weights_sha256`."""
+    digest = json.loads((copy / CARD_FILE).read_text())["files"][WEIGHTS_FILE]
+    _edit_card(copy, weights_sha256=digest)
+    assert load_checkpoint(copy).card["weights_sha256"] == digest
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_debris(tmp_path: Path) -> None:
+    target = tmp_path / "state.pt"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(Exception, match=r"(?i)pickle"):
+        atomic_torch_save(target, lambda: None)  # a lambda cannot be pickled: torch.save fails half-way
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    atomic_torch_save(target, {"epoch": 3})
+    assert torch.load(target, weights_only=True) == {"epoch": 3}

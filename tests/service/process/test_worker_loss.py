@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
-from load_support import run_load, serving_processes
-from service_support import ServerProcess, build_checkpoints
+
+from tests.support import ServerProcess
+from tests.support.load import run_load, serving_processes
 
 WORKERS = 2
 CONCURRENCY = 8
@@ -23,14 +23,7 @@ SECONDS = 12.0
 KILL_AT_S = 3.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("worker-loss")
-    process = ServerProcess(
-        build_checkpoints(root / "models"), root / "server.log", workers=WORKERS, torch_threads=1, log_level="warning"
-    ).start()
-    yield process
-    process.stop()
+pytestmark = pytest.mark.server_settings(workers=WORKERS, torch_threads=1, log_level="warning")
 
 
 def serves_clients(worker: psutil.Process, port: int) -> bool:

@@ -10,14 +10,13 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
-from tests.service_support import REPO_ROOT, ServerProcess
+from tests.support import REPO_ROOT, ServerProcess
 
 README = REPO_ROOT / "README.md"
 EXAMPLE_NAMES = {"ae-2", "ae-6", "vae-2"}
@@ -36,13 +35,12 @@ COMMANDS = api_examples()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def served_models() -> Path:
+    """The committed checkpoints, as `make run` serves them."""
     missing = EXAMPLE_NAMES - {p.name for p in DEFAULT_CHECKPOINTS_DIR.iterdir() if p.is_dir()}
     if missing:
         pytest.fail(f"the README's examples need the committed checkpoints {sorted(missing)}")
-    process = ServerProcess(DEFAULT_CHECKPOINTS_DIR, tmp_path_factory.mktemp("readme") / "server.log").start()
-    yield process
-    process.stop()
+    return DEFAULT_CHECKPOINTS_DIR
 
 
 def test_the_api_section_has_an_example_for_every_endpoint() -> None:

@@ -5,16 +5,16 @@ Runs when the real test set (../shared/data/mnist/) and the committed checkpoint
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
-from service_support import ServerProcess, b64, decode_png, png_bytes
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, list_checkpoints, load_checkpoint, read_card
+from models.networks import AUTOENCODER_KINDS
+from tests.support import ServerProcess, b64, decode_png, png_bytes
 from training.data import load_idx
 
 COUNT = 1000
@@ -22,7 +22,7 @@ BATCH = 64
 
 
 def served_checkpoints(root: Path) -> list[Path]:
-    return [path for path in list_checkpoints(root) if read_card(path)["kind"] in ("ae", "vae")]
+    return [path for path in list_checkpoints(root) if read_card(path)["kind"] in AUTOENCODER_KINDS]
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,12 @@ def mnist(mnist_test_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return digits.images[:COUNT], digits.labels[:COUNT]
 
 
+pytestmark = pytest.mark.server_settings(max_batch=BATCH, log_level="warning")
+
+
 @pytest.fixture(scope="module")
-def server(committed: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("service-mnist") / "server.log"
-    process = ServerProcess(DEFAULT_CHECKPOINTS_DIR, log, max_batch=BATCH, log_level="warning").start()
-    yield process
-    process.stop()
+def served_models(committed: list[Path]) -> Path:
+    return DEFAULT_CHECKPOINTS_DIR
 
 
 def in_process_predictions(checkpoint_dir: Path, images: np.ndarray) -> np.ndarray:

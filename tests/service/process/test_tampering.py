@@ -1,7 +1,7 @@
 """Checkpoint tampering, seen from a real `python -m service`: a damaged or lying checkpoint stops the start with a
 message naming the file, or (DIGITAE_SKIP_BAD_CHECKPOINTS=true) is left out while the rest is served.
 
-tests/test_service_startup.py covers a flipped weights byte, a card lying about latent_dim and skipping a damaged
+test_startup.py covers a flipped weights byte, a card lying about latent_dim and skipping a damaged
 weights file; these add the other files of a checkpoint, the judge, and skipping a lying card.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_support import ServerProcess, build_checkpoints, run_service
 
 from models.checkpoint import CARD_FILE, CENTROIDS_FILE, WEIGHTS_FILE
+from tests.support import StartServer, build_checkpoints, run_service
 
 
 def flip_a_byte(path: Path) -> None:
@@ -82,10 +82,10 @@ def test_a_tampered_judge_is_refused_too(models_dir: Path) -> None:
     assert f"classifier/{WEIGHTS_FILE}: sha256 mismatch" in result.stderr, result.stderr[-2000:]
 
 
-def test_with_skip_bad_checkpoints_the_rest_is_served(models_dir: Path, tmp_path: Path) -> None:
+def test_with_skip_bad_checkpoints_the_rest_is_served(models_dir: Path, start_server: StartServer) -> None:
     flip_a_byte(models_dir / "ae-6" / WEIGHTS_FILE)
     lie_about_latent_size(models_dir / "vae-2")
-    server = ServerProcess(models_dir, tmp_path / "server.log", skip_bad_checkpoints="true").start()
+    server = start_server(models_dir, skip_bad_checkpoints="true")
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             assert [model["name"] for model in http.get("/v1/models").json()] == ["ae-2"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -31,7 +30,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from service_support import TINY_MODELS, ServerProcess, build_checkpoints
+
+from tests.support import TINY_MODELS, ServerProcess
 
 EXAMPLES = int(os.environ.get("DIGITAE_FUZZ_EXAMPLES", "100"))
 SEED = os.environ.get("DIGITAE_FUZZ_SEED")
@@ -44,14 +44,6 @@ CONFORMANCE = [
     response_schema_conformance,
 ]
 CHECKS = {GenerationMode.POSITIVE: CONFORMANCE, GenerationMode.NEGATIVE: [*CONFORMANCE, negative_data_rejection]}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("fuzz")
-    process = ServerProcess(build_checkpoints(root / "models"), root / "server.log").start()
-    yield process
-    process.stop()
 
 
 @dataclass

@@ -27,10 +27,10 @@ from service.imaging import (
     png_base64,
     preprocess,
 )
+from tests.support import REPO_ROOT
 
 MAX_BYTES = 5_000_000
 MAX_PIXELS = 25_000_000
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DIGIT = np.asarray(EXAMPLE_PIXELS, dtype=np.uint8)  # a real MNIST "7", white on black, 28x28
 
@@ -386,7 +386,7 @@ def test_pixels_in_either_scale_give_the_same_array() -> None:
 )
 def test_bad_pixels_are_422(pixels: list, scale: str, says: str) -> None:
     with pytest.raises(ImageInputError) as caught:
-        pixels_to_array(pixels, scale)  # type: ignore[arg-type]
+        pixels_to_array(pixels, scale)
     assert caught.value.status_code == 422
     assert says in caught.value.message
 
@@ -413,7 +413,7 @@ def test_encode_png_clips_out_of_range_and_nan() -> None:
 @pytest.mark.parametrize("upscale", [0, -1, 1.5])
 def test_encode_png_rejects_bad_upscale(upscale: object) -> None:
     with pytest.raises(ValueError):
-        encode_png(np.zeros((28, 28)), upscale=upscale)  # type: ignore[arg-type]
+        encode_png(np.zeros((28, 28)), upscale=upscale)
 
 
 def test_png_base64_is_the_png() -> None:

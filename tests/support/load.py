@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import httpx
 import psutil
-from service_support import example_digit, shifted_digits
 
 from service.examples import EXAMPLE_DIGIT_PNG_BASE64
+from tests.support.images import example_digit, shifted_digits
 
 # A mix of what users send, one image per request: every request runs a forward pass.
 _PIXELS = [{"pixels": image.tolist(), "scale": "0-255"} for image in shifted_digits(8)]

@@ -2,7 +2,7 @@
 message a person can act on (never a 500, a hang or a crash), or, for odd but valid images, a 200 with a sensible
 answer. The server must still be healthy at the end.
 
-test_service_http.py checks the API's error paths one by one; this file is the list from the reliability issue,
+test_api.py checks the API's error paths one by one; this file is the list from the reliability issue,
 run against the service as configured out of the box.
 """
 
@@ -23,9 +23,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from service_support import ServerProcess, b64, build_checkpoints, decode_png, example_digit, png_bytes
 
 from service.settings import Settings
+from tests.support import ServerProcess, assert_error, b64, build_checkpoints, decode_png, example_digit, png_bytes
 
 DEFAULTS = Settings()
 DIGIT_PNG = png_bytes(example_digit())
@@ -38,32 +38,11 @@ MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def served_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hostile")
-    models = build_checkpoints(root / "models")
     # A well-formed checkpoint just outside the models folder: a path trick must never reach it.
     build_checkpoints(root / "outside", models=(("stray-7", "ae", 2),), judge=False)
-    process = ServerProcess(models, root / "server.log").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        yield http
-
-
-def assert_error(response: httpx.Response, status: int, code: str, says: str) -> str:
-    """The one error shape, the exact status, a message containing `says`, and no echo of a huge input."""
-    assert response.status_code == status, response.text[:500]
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert says in error["message"], error["message"]
-    assert error["request_id"] == response.headers["x-request-id"]
-    assert len(response.content) < 4096, "an error never echoes a large input back"
-    return error["message"]
+    return build_checkpoints(root / "models")
 
 
 def upload(data: bytes, name: str = "digit.png", kind: str = "image/png") -> dict[str, Any]:
@@ -290,7 +269,7 @@ CATALOGUE: dict[str, Hostile] = {
 def test_hostile_input_is_refused_clearly(client: httpx.Client, name: str) -> None:
     case = CATALOGUE[name]
     response = client.request(case.method, case.path, **case.request)
-    assert_error(response, case.status, case.code, case.says)
+    assert_error(response, case.status, code=case.code, says=case.says, max_bytes=4096)
 
 
 TRAVERSALS = [

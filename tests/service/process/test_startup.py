@@ -1,0 +1,83 @@
+"""Starting the service: a bad checkpoint stops `python -m service` with a message naming the file, or is
+skipped when so configured; several workers share one port (and, in multiprocess mode, one /metrics)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from models.checkpoint import CARD_FILE, WEIGHTS_FILE
+from tests.support import StartServer, build_checkpoints, run_service
+
+
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_tampered_weights_file_stops_startup_naming_it(tmp_path: Path) -> None:
+    models = build_checkpoints(tmp_path / "models")
+    flip_last_byte(models / "ae-6" / WEIGHTS_FILE)
+    result = run_service(models)
+    assert result.returncode == 1
+    assert f"{models / 'ae-6' / WEIGHTS_FILE}: sha256 mismatch" in result.stderr
+    assert "DIGITAE_SKIP_BAD_CHECKPOINTS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_card_that_lies_about_the_latent_size_stops_startup(tmp_path: Path) -> None:
+    models = build_checkpoints(tmp_path / "models")
+    card_path = models / "vae-2" / CARD_FILE
+    card = json.loads(card_path.read_text())
+    card["latent_dim"] = 3
+    card_path.write_text(json.dumps(card))
+    result = run_service(models)
+    assert result.returncode == 1
+    assert re.search(r"vae-2/weights\.safetensors: tensor .* has shape", result.stderr), result.stderr
+
+
+def test_no_models_at_all_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_service(tmp_path / "nowhere")
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    bad_settings = run_service(tmp_path, max_batch="many")
+    assert bad_settings.returncode == 2 and "max_batch" in bad_settings.stderr
+
+
+def test_skip_bad_checkpoints_starts_without_the_bad_one(tmp_path: Path, start_server: StartServer) -> None:
+    models = build_checkpoints(tmp_path / "models")
+    flip_last_byte(models / "ae-2" / WEIGHTS_FILE)
+    server = start_server(models, skip_bad_checkpoints="true")
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready["models"] == ["ae-6", "vae-2"]
+    assert "ae-2/weights.safetensors" in ready["skipped"]["ae-2"]
+    assert [m["name"] for m in httpx.get(f"{server.url}/v1/models").json()] == ["ae-6", "vae-2"]
+    assert "WARNING digitae.registry: skipping checkpoint" in server.log()
+
+
+@pytest.mark.slow
+def test_several_workers_serve_and_share_metrics(tmp_path: Path, start_server: StartServer) -> None:
+    models = build_checkpoints(tmp_path / "models", judge=False)
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    server = start_server(models, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, timeout=90, workers=2)
+    deadline = time.monotonic() + 90  # /readyz answers once the first worker is up; wait for the second
+    while server.log().count("Application startup complete") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(20):  # new connections: the kernel spreads them over the workers
+            with httpx.Client(base_url=server.url) as fresh:
+                response = fresh.post("/v1/models/ae-2/decode", json={"latent": [0, 0]})
+                assert response.status_code == 200, f"{response.text}\n{server.log()}"
+        text = client.get("/metrics").text
+    served = re.search(
+        r'digitae_http_requests_total\{method="POST",route="/v1/models/\{name\}/decode",status="200"\} (\S+)', text
+    )
+    assert served is not None and float(served.group(1)) == 20, text  # summed over both workers
+    workers = set(re.findall(r"Started server process \[(\d+)\]", server.log()))
+    assert len(workers) == 2, server.log()

@@ -1,0 +1,38 @@
+"""Settings: every one from its DIGITAE_* variable, with its default, and bad values refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+
+
+def test_settings_come_from_digitae_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DIGITAE_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("DIGITAE_PORT", "9001")
+    monkeypatch.setenv("DIGITAE_API_KEYS", "first-key-123, second-key-456")
+    monkeypatch.setenv("DIGITAE_CORS_ORIGINS", '["https://a.example", "https://b.example"]')
+    monkeypatch.setenv("DIGITAE_MICROBATCH_ENABLED", "false")
+    monkeypatch.setenv("DIGITAE_LOG_LEVEL", "WARNING")
+    settings = Settings()
+    assert settings.models_dir == tmp_path and settings.port == 9001
+    assert settings.api_keys == ["first-key-123", "second-key-456"]
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.microbatch_enabled is False and settings.log_level == "warning"
+    shown = settings.public()
+    assert "first-key-123" not in str(shown) and len(shown["api_keys"]) == 2
+
+
+def test_settings_defaults_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.host, defaults.port, defaults.workers, defaults.torch_threads) == ("127.0.0.1", 8000, 1, 1)
+    assert defaults.max_upload_bytes == 5 * 1024 * 1024 and defaults.max_batch == 64
+    assert defaults.api_keys == [] and defaults.skip_bad_checkpoints is False
+    assert defaults.max_request_bytes > defaults.max_upload_bytes * 4 / 3
+    for name, value in [("PORT", "70000"), ("DEVICE", "tpu"), ("API_KEYS", "short"), ("WORKERS", "0")]:
+        monkeypatch.setenv(f"DIGITAE_{name}", value)
+        with pytest.raises(ValueError):
+            Settings()
+        monkeypatch.delenv(f"DIGITAE_{name}")
