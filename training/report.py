@@ -56,11 +56,6 @@ PAIR_PATH_STEPS = 8
 class ReportError(Exception):
     """The checkpoints folder holds nothing to report on."""
 
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
 
 @dataclass
 class EvaluationSet:
@@ -107,7 +102,7 @@ def build_report(models_dir: Path, data: str | None, test_data: str | None, out_
     autoencoders = {name: ckpt for name, ckpt in checkpoints.items() if ckpt.kind in AUTOENCODER_KINDS}
     if not autoencoders:
         names = ", ".join(AUTOENCODER_NAMES)
-        raise ReportError(models_dir, f"none of the checkpoints {names} is there; train them first (sweep)")
+        raise ReportError(f"{models_dir}: none of the checkpoints {names} is there; train them first (sweep)")
     judge = checkpoints.get(JUDGE_NAME)
     evaluation = evaluation_set(data, test_data, list(autoencoders.values()), notes)
     out_dir.mkdir(parents=True, exist_ok=True)
