@@ -8,6 +8,9 @@
                               entry of `files`; it is ignored)
         centroids.json        digit -> mean latent vector, and its per-dimension spread
         history.json          per-epoch train and validation loss
+        atlas.json            optional: the latent codes of held-out digits with their true labels (what the
+                              explorer's map plots); {"latent_dim", "source", "labels": [N], "codes": [N][m]}.
+                              `add_files` adds it to an existing checkpoint without touching the others.
 
 A save builds the whole folder beside the target under a hidden temporary name and then
 renames it into place, so a crash leaves either the old checkpoint or the new one, never
@@ -41,6 +44,7 @@ WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
 CENTROIDS_FILE = "centroids.json"
 HISTORY_FILE = "history.json"
+ATLAS_FILE = "atlas.json"
 DEFAULT_CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
 JUDGE_NAME = "classifier"  # the checkpoint the judge (a digit classifier) is saved as
 
@@ -64,6 +68,7 @@ class Checkpoint:
     centroids: Tensor | None = None  # (10, latent_dim), row d is digit d's centroid
     spread: Tensor | None = None  # (10, latent_dim), per-dimension std around it
     history: list[dict[str, Any]] = field(default_factory=list)
+    atlas: dict[str, Any] | None = None  # atlas.json as read and checked, when the card lists one
 
     @property
     def name(self) -> str:
@@ -260,7 +265,30 @@ def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -
         raise CheckpointError(directory / CENTROIDS_FILE, "an auto-encoder checkpoint needs its centroids")
     if HISTORY_FILE in card["files"]:
         checkpoint.history = _read_json(directory / HISTORY_FILE)
+    if ATLAS_FILE in card["files"]:
+        checkpoint.atlas = _read_atlas(directory / ATLAS_FILE, card.get("latent_dim"))
     return checkpoint
+
+
+def add_files(directory: Path | str, files: dict[str, bytes]) -> dict[str, Any]:
+    """Add files (name -> content) to an existing, verified checkpoint and list their sha256 in its card.
+
+    The other files are not touched. Each file is written atomically before the card names it, so a crash
+    leaves either the old card (and an unlisted file, ignored) or the new one.
+    """
+    directory = Path(directory)
+    for name in files:
+        if Path(name).name != name or name in (CARD_FILE, WEIGHTS_FILE):
+            raise CheckpointError(directory / name, "not a file a checkpoint can take")
+    card = read_card(directory)
+    verify_files(directory, card)  # never bless a damaged checkpoint with a fresh hash
+    for name, content in files.items():
+        atomic_write_bytes(directory / name, content)
+        os.chmod(directory / name, 0o644)  # like the files a save writes: readable by the service's user
+        card["files"][name] = sha256_of(directory / name)
+    atomic_write_json(directory / CARD_FILE, card)
+    os.chmod(directory / CARD_FILE, 0o644)
+    return card
 
 
 def list_checkpoints(root: Path | str = DEFAULT_CHECKPOINTS_DIR) -> list[Path]:
@@ -331,6 +359,20 @@ def _read_centroids(path: Path, latent_dim: int) -> tuple[Tensor, Tensor]:
     if not torch.isfinite(centroids).all():
         raise CheckpointError(path, "centroids contain NaN or infinity")
     return centroids, spreads
+
+
+def _read_atlas(path: Path, latent_dim: int | None) -> dict[str, Any]:
+    data = _read_json(path)
+    try:
+        labels, codes = data["labels"], data["codes"]
+        ok = isinstance(labels, list) and isinstance(codes, list) and len(labels) == len(codes)
+        ok = ok and all(isinstance(d, int) and 0 <= d < NUM_DIGITS for d in labels)
+        ok = ok and all(isinstance(c, list) and len(c) == latent_dim for c in codes)
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(path, f"expected 'labels' (digits 0-9) and as many 'codes' of {latent_dim} numbers")
+    return data
 
 
 def update_card(directory: Path | str, **fields: Any) -> dict[str, Any]:

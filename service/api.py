@@ -24,6 +24,10 @@ from service.render import (
     reconstruction_view,
 )
 from service.schemas import (
+    Atlas,
+    ClassifyBatchResult,
+    ClassifyRequest,
+    ClassifyResult,
     CorruptionSpec,
     DecodeBatchResult,
     DecodeRequest,
@@ -62,7 +66,7 @@ ops = APIRouter(tags=["operations"])
     summary="List the models",
     description="Every auto-encoder being served: its `name` (use it in the other routes), `kind` (`ae` or `vae`), "
     "`latent_dim` and the metrics from its model card. The digit classifier that judged the experiments is "
-    "verified at startup but not served, so it is not listed.",
+    "served by `POST /v1/classify`, not as a model, so it is not listed.",
     response_model=list[ModelSummary],
     responses=error_responses(401, 406),
 )
@@ -81,6 +85,52 @@ async def list_models(service: JsonServiceDep) -> Response:
 )
 async def describe_model(call: JsonModelCall) -> Response:
     return json_response(model_detail(call.model))
+
+
+@v1.get(
+    "/models/{name}/atlas",
+    tags=["models"],
+    summary="The held-out digits' codes (the explorer's map)",
+    description="Where real digits the model never trained on land in its latent space: `labels` (each point's "
+    "true digit) and `codes` (its latent vector; a VAE's posterior mean mu), 200 of each digit, and the `source` of "
+    "the digits (the real MNIST test set when training had it, else the held-out validation and test parts of the "
+    "training data). Written by training into the checkpoint (atlas.json, covered by the card's sha256); "
+    "`python -m training atlas` adds it to an older checkpoint. 404 when the checkpoint has none.",
+    response_model=Atlas,
+    responses=error_responses(*READ_ERRORS),
+)
+async def model_atlas(call: JsonModelCall) -> Response:
+    if call.model.atlas is None:
+        raise ApiError(
+            404,
+            f"{call.model.name} has no atlas (its checkpoint predates atlas.json): "
+            "run 'python -m training atlas <checkpoints folder>' to add one without retraining",
+        )
+    return json_response(call.model.atlas)
+
+
+@v1.post(
+    "/classify",
+    tags=["inference"],
+    summary="Name the digit in an image",
+    description="The digit classifier that judges the report's experiments: one image -> the `digit` it sees, its "
+    "`confidence` and all ten `probabilities`. Use it on decoded or sampled images to ask whether a point of the "
+    "latent space looks like a digit. The same inputs as `/encode` (JSON `image` or `pixels`, a multipart `file`, "
+    "or a batch `images` answered with `results`). 404 when no classifier checkpoint is served.",
+    response_model=ClassifyResult | ClassifyBatchResult,
+    responses={**docs.ok_response(docs.CLASSIFY_RESPONSE), **error_responses(*BODY_ERRORS)},
+    openapi_extra=docs.request_body(ClassifyRequest, docs.ENCODE_EXAMPLES, form_fields={}),
+)
+async def classify(request: Request, service: JsonServiceDep) -> Response:
+    judge = service.registry.get_judge()
+    context = {"settings": service.settings}
+    body, sources = await read_image_request(request, ClassifyRequest, context)
+    images = await load_images(sources, service.settings, batch_names(len(sources), body.is_batch))
+    views = [
+        {"digit": v.digit, "confidence": float(v.probabilities[v.digit]), "probabilities": v.probabilities.tolist()}
+        for v in await service.engine.classify(judge, images)
+    ]
+    return json_response({"results": views} if body.is_batch else views[0])
 
 
 # -- encode, reconstruct, decode ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from service.api import ops, v1
 from service.deps import Service
 from service.docs import add_request_schemas, document_deployment
 from service.errors import install_error_handlers
+from service.explorer import install_explorer
 from service.inference import InferenceEngine
 from service.observability import (
     BodyLimitMiddleware,
@@ -37,9 +38,12 @@ log = logging.getLogger("digitae")
 
 VERSION = "0.1.0"
 DESCRIPTION = """\
+**[Open the explorer](/)**: draw a digit and see what the models learned, in the browser.
+
 Auto-encoders for MNIST digits, served: **encode** an image into its latent code, **reconstruct** it (optionally
 corrupted first: the report's robustness experiment), **decode** a latent, **sample** new digits around a digit's
-centroid, and **interpolate** between digits, latents or images.
+centroid, and **interpolate** between digits, latents or images; **classify** names the digit in any image
+(the judge of the report's experiments).
 
 **Images in**: JSON `image` (a PNG, JPEG, BMP, GIF or WebP file, base64), JSON `pixels` (28x28 numbers with their
 `scale`, `0-1` or `0-255`), or a multipart upload in the field `file`. Any size and mode: images are preprocessed the
@@ -97,6 +101,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     # Only a keyed service checks keys (and says so in its OpenAPI); an open one skips the work.
     app.include_router(v1, dependencies=[Depends(require_api_key)] if settings.api_keys else None)
     app.include_router(ops)
+    install_explorer(app)
 
     # outermost last: request context (id, log, metrics, last-resort 500) > CORS > body cap > the app
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

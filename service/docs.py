@@ -13,7 +13,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
-from service.schemas import DecodeRequest, EncodeRequest, InterpolateRequest, ReconstructRequest, SampleRequest
+from service.schemas import (
+    ClassifyRequest,
+    DecodeRequest,
+    EncodeRequest,
+    InterpolateRequest,
+    ReconstructRequest,
+    SampleRequest,
+)
 from service.settings import Settings
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
@@ -22,6 +29,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     DecodeRequest,
     SampleRequest,
     InterpolateRequest,
+    ClassifyRequest,
 )
 _REF = "#/components/schemas/{model}"
 
@@ -112,7 +120,10 @@ def document_deployment(openapi: dict[str, Any], settings: Settings, model_names
     schemas["SampleRequest"]["properties"]["n"]["maximum"] = settings.max_samples
     schemas["SampleRequest"]["properties"]["sigma"]["maximum"] = settings.max_sigma
     schemas["InterpolateRequest"]["properties"]["steps"]["maximum"] = settings.max_interpolation_steps
-    for model, field in (("EncodeRequest", "images"), ("ReconstructRequest", "images"), ("DecodeRequest", "latents")):
+    for model, field in (
+        ("EncodeRequest", "images"), ("ReconstructRequest", "images"), ("DecodeRequest", "latents"),
+        ("ClassifyRequest", "images"),
+    ):
         for branch in schemas[model]["properties"][field]["anyOf"]:
             if branch.get("type") == "array":
                 branch["maxItems"] = settings.max_batch
@@ -143,6 +154,11 @@ RECONSTRUCT_RESPONSE = {
     "corruption": {"seed": 7, "noise": {"mean": 0.0, "std": 0.5}, "occlusion": None},
 }
 DECODE_RESPONSE = {"image": TINY_PNG}
+CLASSIFY_RESPONSE = {
+    "digit": 2,
+    "confidence": 0.97,
+    "probabilities": [0.001, 0.002, 0.97, 0.01, 0.001, 0.002, 0.001, 0.009, 0.003, 0.001],
+}
 SAMPLE_RESPONSE = {
     "images": [TINY_PNG, TINY_PNG],
     "latents": [[0.8, -1.9], [0.7, -2.1]],

@@ -23,7 +23,7 @@ from models.corruptions import GaussianNoise, Occlusion
 from models.losses import bce_per_image, mse_per_image, vae_terms
 from models.networks import SIDE, VariationalAutoEncoder
 from service.batching import MicroBatcher
-from service.registry import Registry, ServedModel
+from service.registry import Registry, ServedJudge, ServedModel
 from service.settings import Settings
 
 
@@ -46,6 +46,15 @@ class Reconstruction:
     bce: float  # mean over pixels, against the clean input
     kl: float | None  # VAE: KL(q(z|x) || N(0, I)) in nats
     elbo: float | None  # VAE: -(summed BCE + KL) in nats, decoding z = mu
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    probabilities: np.ndarray  # (10,) the judge's softmax
+
+    @property
+    def digit(self) -> int:
+        return int(np.argmax(self.probabilities))
 
 
 # -- batch functions (inference thread) -----------------------------------------------------------
@@ -84,6 +93,12 @@ def decode_batch(model: ServedModel, latents: list[np.ndarray]) -> list[np.ndarr
     with torch.inference_mode():
         z = torch.from_numpy(np.stack(latents).astype(np.float32, copy=False)).to(model.device)
         return _tensor_to_images(model.network.decode(z))
+
+
+def classify_batch(judge: ServedJudge, images: list[np.ndarray]) -> list[Verdict]:
+    with torch.inference_mode():
+        probabilities = judge.network(_images_to_tensor(images, judge.device)).softmax(dim=1).float().cpu().numpy()
+    return [Verdict(row) for row in probabilities]
 
 
 def _images_to_tensor(images: list[np.ndarray], device: torch.device) -> Tensor:
@@ -149,6 +164,19 @@ class InferenceEngine:
                     observe=partial(observe, name, operation) if observe is not None else None,
                     worth_waiting=worth_waiting,
                 )
+        if registry.judge is not None:
+            self._batchers[registry.judge.name, "classify"] = MicroBatcher(
+                partial(classify_batch, registry.judge),
+                executor=self.executor,
+                max_size=settings.microbatch_max_size,
+                wait_s=settings.microbatch_wait_ms / 1000,
+                enabled=settings.microbatch_enabled,
+                observe=partial(observe, registry.judge.name, "classify") if observe is not None else None,
+                worth_waiting=worth_waiting,
+            )
+
+    async def classify(self, judge: ServedJudge, images: list[np.ndarray]) -> list[Verdict]:
+        return await self._batchers[judge.name, "classify"].submit_many(images)
 
     async def encode(self, model: ServedModel, images: list[np.ndarray]) -> list[Encoding]:
         return await self._batchers[model.name, "encode"].submit_many(images)

@@ -2,7 +2,7 @@
 
 Auto-encoders (`ae`, `vae`) are served by their folder name (`ae-6`, `vae-2`). A `classifier`
 checkpoint is the judge of the offline experiments: it is verified like the others (a tampered one
-is refused just the same) and reported by /readyz, but it is not an auto-encoder and is not served.
+is refused just the same), reported by /readyz, and served by POST /v1/classify (not as a model).
 
 A folder that fails to load is a `StartupError` naming the file and the problem, or, with
 `skip_bad_checkpoints`, a logged warning and the folder is left out.
@@ -47,6 +47,7 @@ class ServedModel:
     centroids: torch.Tensor  # (10, latent_dim) on `device`, row d = digit d's mean latent
     centroids_cpu: torch.Tensor  # the same on the CPU, for drawing samples
     spread: np.ndarray  # (10, latent_dim), per-dimension std around each centroid
+    atlas: dict[str, Any] | None = None  # held-out digits' codes and labels (atlas.json), when the checkpoint has one
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -55,9 +56,25 @@ class ServedModel:
 
 
 @dataclass
+class ServedJudge:
+    """The digit classifier: names the digit in an image (POST /v1/classify)."""
+
+    name: str
+    network: nn.Module
+    device: torch.device
+
+
+@dataclass
 class Registry:
     models: dict[str, ServedModel] = field(default_factory=dict)
-    judges: list[str] = field(default_factory=list)  # verified classifier checkpoints, not served
+    judges: list[str] = field(default_factory=list)  # verified classifier checkpoints
+    judge: ServedJudge | None = None  # the one /v1/classify serves: the first by name
+
+    def get_judge(self) -> ServedJudge:
+        if self.judge is None:
+            raise ApiError(404, "no digit classifier is being served: add a 'classifier' checkpoint to the models")
+        return self.judge
+
     skipped: dict[str, str] = field(default_factory=dict)  # folder -> problem
 
     def get(self, name: str) -> ServedModel:
@@ -105,7 +122,9 @@ def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
     checkpoint = load_checkpoint(folder, device=device)
     if checkpoint.kind not in AUTOENCODER_KINDS:
         registry.judges.append(folder.name)
-        log.info("verified %s (%s, not served)", folder.name, checkpoint.kind)
+        if registry.judge is None:
+            registry.judge = ServedJudge(folder.name, checkpoint.model, device)
+        log.info("verified %s (%s, serves /v1/classify)", folder.name, checkpoint.kind)
         return
     assert checkpoint.centroids is not None and checkpoint.spread is not None  # load_checkpoint guarantees them
     latent_dim = int(checkpoint.card["latent_dim"])
@@ -119,5 +138,6 @@ def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
         centroids=checkpoint.centroids.to(device),
         centroids_cpu=checkpoint.centroids.clone(),
         spread=checkpoint.spread.numpy(),
+        atlas=checkpoint.atlas,
     )
     log.info("loaded %s (%s, latent_dim %d) on %s", folder.name, checkpoint.kind, latent_dim, device)

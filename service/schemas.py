@@ -128,6 +128,10 @@ class EncodeRequest(ImageRequest):
     pass
 
 
+class ClassifyRequest(ImageRequest):
+    pass
+
+
 class NoiseSpec(RequestModel):
     mean: float = Field(0.0, ge=-1, le=1, description="mean of the added per-pixel noise")
     std: float = Field(1.0, ge=0, le=10, description="its standard deviation (pixels are in [0, 1], then clipped)")
@@ -376,6 +380,23 @@ class InterpolateResult(BaseModel):
     t: list[float] = Field(description="position of each step along the path, 0 to 1")
 
 
+class ClassifyResult(BaseModel):
+    digit: int = Field(ge=0, le=9, description="the digit the classifier sees")
+    confidence: float = Field(ge=0, le=1, description="its probability")
+    probabilities: Vector = Field(description="the classifier's probability of each digit, 0..9 (sums to 1)")
+
+
+class ClassifyBatchResult(BaseModel):
+    results: list[ClassifyResult]
+
+
+class Atlas(BaseModel):
+    latent_dim: int
+    source: dict[str, Any] = Field(description="where the digits come from: the held-out set and its provenance")
+    labels: list[int] = Field(description="each point's true digit")
+    codes: list[Vector] = Field(description="each point's latent code (a VAE's posterior mean mu), in label order")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 
@@ -383,5 +404,5 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"]
     models: list[str]
-    judges: list[str] = Field(description="verified classifier checkpoints (not served)")
+    judges: list[str] = Field(description="verified classifier checkpoints (the first serves /v1/classify)")
     skipped: dict[str, str] = Field(description="checkpoint folders left out, and why")

@@ -131,6 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(sweep_cmd, ["ae", "vae"])
     sweep_cmd.set_defaults(handler=cmd_sweep, parser=sweep_cmd)
 
+    atlas_cmd = commands.add_parser(
+        "atlas", help="add the map's points (atlas.json) to existing checkpoints, without retraining",
+        description="Encode held-out digits with each auto-encoder checkpoint under DIR (or the checkpoint DIR) "
+        "and add them as atlas.json, listed in the card; nothing else in the folder changes. Held out: "
+        "--test-data when given, else the validation and test parts of --data's split (the card's split).",
+    )  # fmt: skip
+    atlas_cmd.add_argument(
+        "models",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_CHECKPOINTS_DIR,
+        metavar="DIR",
+        help="checkpoints folder, or one checkpoint (default: models/checkpoints)",
+    )
+    atlas_cmd.add_argument("--data", metavar="PATH", help=DATA_HELP)
+    atlas_cmd.add_argument("--test-data", metavar="PATH", help="held-out digits with labels, in any --data format")
+    atlas_cmd.set_defaults(handler=cmd_atlas, parser=atlas_cmd)
+
     report_cmd = commands.add_parser(
         "report", help="reproduce the report's experiments as Markdown with figures",
         description="Measure the trained checkpoints and write reports/README.md with its PNG figures.",
@@ -225,6 +243,15 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     data, test_data = _load(args)
     for config in configs:
         _run(config, data, test_data, args, None)
+
+
+def cmd_atlas(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from training.atlas import add_atlases
+
+    test_data = load_digits(args.test_data) if args.test_data else None
+    data = load_digits(args.data) if test_data is None else None
+    for folder in add_atlases(args.models, data, test_data):
+        print(f"{folder.name}: atlas.json written")
 
 
 class CommandError(Exception):

@@ -69,6 +69,7 @@ from models.checkpoint import JUDGE_NAME, CheckpointError, atomic_torch_save, sa
 from models.device import resolve_device
 from models.losses import bce_per_image, mse_per_image, vae_terms
 from models.networks import KINDS, NUM_DIGITS, Architecture, VariationalAutoEncoder, build_model, reparameterize
+from training.atlas import heldout_digits, write_atlas
 from training.augment import random_affine
 from training.centroids import Centroids, compute_centroids, nearest_centroid_accuracy
 from training.data import DataError, Digits
@@ -340,6 +341,8 @@ def train(
     path = save_checkpoint(
         out_dir / name, model, card, centroids=centroids.payload() if centroids else None, history=state.history
     )
+    if centroids is not None:  # the explorer's map: held-out digits' codes
+        write_atlas(path, model, *heldout_digits(card, data, test_data))
     state_file.unlink(missing_ok=True)
     return TrainResult(path=path, model=model, card=card, history=state.history, centroids=centroids)
 

@@ -77,7 +77,7 @@ def test_card_records_provenance_split_config_and_metrics(trained: TrainResult) 
     assert heldout["elbo"] == pytest.approx(-(heldout["recon"] + heldout["kl"]))
     assert card["files"][WEIGHTS_FILE] == sha256_of(trained.path / WEIGHTS_FILE)
     assert "weights_sha256" not in card  # `files` holds it; older cards carry a copy, which loading ignores
-    assert set(card["files"]) == {WEIGHTS_FILE, CENTROIDS_FILE, HISTORY_FILE}
+    assert set(card["files"]) == {WEIGHTS_FILE, CENTROIDS_FILE, HISTORY_FILE, "atlas.json"}
 
 
 def test_a_changed_byte_in_the_weights_is_refused(copy: Path) -> None:

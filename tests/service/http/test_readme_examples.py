@@ -46,6 +46,7 @@ def served_models() -> Path:
 def test_the_api_section_has_an_example_for_every_endpoint() -> None:
     text = " ".join(COMMANDS)
     routes = ("/v1/models ", "/encode", "/reconstruct", "/decode", "/sample", "/interpolate", "/readyz", "/metrics")
+    routes += ("/classify", "/atlas")
     for route in routes:
         assert route in text + " ", f"no README example calls {route.strip()}"
 
@@ -64,5 +65,7 @@ def test_readme_example_runs(command: str, server: ServerProcess, tmp_path: Path
         assert b"digitae_http_requests_total" in result.stdout
     else:
         body = json.loads(result.stdout)
+        if "/classify" in command:
+            assert body["digit"] == 7
         if ("/encode" in command or "/reconstruct" in command) and "corruption" not in command:
             assert body["nearest_digit"] == (7 if "seven" in command else 2)
