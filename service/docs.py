@@ -121,7 +121,9 @@ def document_deployment(openapi: dict[str, Any], settings: Settings, model_names
     schemas["SampleRequest"]["properties"]["sigma"]["maximum"] = settings.max_sigma
     schemas["InterpolateRequest"]["properties"]["steps"]["maximum"] = settings.max_interpolation_steps
     for model, field in (
-        ("EncodeRequest", "images"), ("ReconstructRequest", "images"), ("DecodeRequest", "latents"),
+        ("EncodeRequest", "images"),
+        ("ReconstructRequest", "images"),
+        ("DecodeRequest", "latents"),
         ("ClassifyRequest", "images"),
     ):
         for branch in schemas[model]["properties"][field]["anyOf"]:

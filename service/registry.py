@@ -60,7 +60,7 @@ class ServedJudge:
     """The digit classifier: names the digit in an image (POST /v1/classify)."""
 
     name: str
-    network: nn.Module
+    network: torch.nn.Module
     device: torch.device
 
 
@@ -123,7 +123,7 @@ def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
     if checkpoint.kind not in AUTOENCODER_KINDS:
         registry.judges.append(folder.name)
         if registry.judge is None:
-            registry.judge = ServedJudge(folder.name, checkpoint.model, device)
+            registry.judge = ServedJudge(folder.name, checkpoint.network, device)
         log.info("verified %s (%s, serves /v1/classify)", folder.name, checkpoint.kind)
         return
     assert checkpoint.centroids is not None and checkpoint.spread is not None  # load_checkpoint guarantees them

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.checkpoint import ATLAS_FILE, CheckpointError, add_files, list_checkpoints, load_checkpoint
-from models.networks import NUM_DIGITS
+from models.networks import AUTOENCODER_KINDS, NUM_DIGITS
 from training.centroids import encode
 from training.data import Digits
 from training.split import split_indices
@@ -69,12 +69,12 @@ def add_atlases(root: Path, data: Digits | None, test_data: Digits | None) -> li
     written = []
     for folder in folders:
         checkpoint = load_checkpoint(folder)
-        if checkpoint.kind not in ("ae", "vae"):
+        if checkpoint.kind not in AUTOENCODER_KINDS:
             continue
         if test_data is None and data is None:
             raise CheckpointError(folder, "needs --test-data or the training data to find held-out digits")
         images, labels, source = heldout_digits(checkpoint.card, data, test_data)  # type: ignore[arg-type]
-        write_atlas(folder, checkpoint.model, images, labels, source)
+        write_atlas(folder, checkpoint.network, images, labels, source)
         written.append(folder)
     return written
 

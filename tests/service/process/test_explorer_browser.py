@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from service_support import REPO_ROOT, ServerProcess, png_bytes
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, read_card
+from tests.support import REPO_ROOT, ServerProcess, png_bytes
 
 CHROMIUM = Path(os.environ.get("DIGITAE_CHROMIUM", "/usr/bin/chromium"))
 INSTALL_HINT = "sudo apt-get install -y chromium (Debian/Ubuntu), then run again; never `playwright install`"
@@ -42,11 +42,9 @@ Page = Any  # playwright's Page (kept loose: playwright is a dev dependency only
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("explorer") / "server.log"
-    process = ServerProcess(DEFAULT_CHECKPOINTS_DIR, log).start()
-    yield process
-    process.stop()
+def served_models() -> Path:
+    """The committed checkpoints (the conftest's `server` serves them): real points on the map, real verdicts."""
+    return DEFAULT_CHECKPOINTS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +62,12 @@ class Console:
 
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
 
 
 @pytest.fixture
@@ -388,7 +390,7 @@ def test_screenshots_and_layout(page: Page, server: ServerProcess, width: int, t
 # -- a service with API keys, and a checkpoint without an atlas ----------------------------------------------
 
 
-def test_api_key_prompt_and_a_map_without_points(browser: Any, tmp_path: Path):
+def test_api_key_prompt_and_a_map_without_points(browser: Any, tmp_path: Path, start_server: Any):
     models = tmp_path / "models"
     for name in ("ae-2", "classifier"):
         shutil.copytree(DEFAULT_CHECKPOINTS_DIR / name, models / name)
@@ -397,9 +399,9 @@ def test_api_key_prompt_and_a_map_without_points(browser: Any, tmp_path: Path):
     del card["files"]["atlas.json"]
     card_path.write_text(json.dumps(card))
     (models / "ae-2" / "atlas.json").unlink()
-    server = ServerProcess(models, tmp_path / "server.log", api_keys="explorer-key-1").start()
+    server = start_server(models, api_keys="explorer-key-1")
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
     try:
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.goto(server.url)
         dialog = page.locator("#key-dialog")
         dialog.wait_for(state="visible")
@@ -413,6 +415,5 @@ def test_api_key_prompt_and_a_map_without_points(browser: Any, tmp_path: Path):
         assert "no points" in empty.text_content()
         key = {"Authorization": "Bearer explorer-key-1"}
         assert httpx.get(f"{server.url}/v1/models/ae-2/atlas", headers=key).status_code == 404
-        page.close()
     finally:
-        server.stop()
+        page.close()
