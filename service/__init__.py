@@ -9,7 +9,8 @@
     schemas.py        request and response bodies
     inputs.py         reading bodies and images; imaging.py decodes and preprocesses images
     render.py         answers: JSON or PNG, views of the results
-    errors.py         one JSON error shape; observability.py request ids, logs, metrics, body cap
+    errors.py         one JSON error shape; observability.py request ids, logs, metrics
+    body_limit.py     the cap on request bodies (413); in_flight.py counts requests that may share a batch
     security.py       optional API keys
 
 `python -m service` runs it. The service imports `models` (the networks, the checkpoint format, the image side,

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from models.corruptions import GaussianNoise, Occlusion
 from service import docs
-from service.deps import ImageModelCall, JsonModelCall, JsonServiceDep, ModelCall, ServiceDep
+from service.deps import ImageModelCall, JsonModelCall, JsonServiceDep, ServiceDep
 from service.errors import ApiError, error_responses
-from service.inference import CorruptionPlan, corrupt, sample_latents, straight_path
+from service.inference import corrupt_all, corruption_plan, path_ends, sample_latents, straight_path
 from service.inputs import ImageSource, batch_names, load_images, read_image_request, read_json
 from service.observability import metrics_text
 from service.render import (
+    corruption_view,
     encoding_view,
     json_response,
     model_detail,
@@ -24,7 +23,6 @@ from service.render import (
     reconstruction_view,
 )
 from service.schemas import (
-    CorruptionSpec,
     DecodeBatchResult,
     DecodeRequest,
     DecodeResult,
@@ -36,8 +34,6 @@ from service.schemas import (
     InterpolateResult,
     ModelDetail,
     ModelSummary,
-    OcclusionSpec,
-    PathEnd,
     Readiness,
     ReconstructBatchResult,
     ReconstructRequest,
@@ -130,15 +126,13 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
     body, sources = await read_image_request(request, ReconstructRequest, call.validation_context, ("corruption",))
     clean = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
     plan = corruption_plan(body.corruption)
-    seen, applied = clean, [None] * len(clean)
-    if plan is not None:
-        seen, applied = map(list, zip(*(corrupt(image, plan) for image in clean), strict=True))
+    seen, applied = corrupt_all(clean, plan)
     results = await call.engine.reconstruct(call.model, list(zip(seen, clean, strict=True)))
     output = call.output
     if output.png:
         return output.png_response([r.image for r in results])
     views = [
-        reconstruction_view(r, s, output, applied_corruption(plan, rectangle))
+        reconstruction_view(r, s, output, corruption_view(plan, rectangle))
         for r, s, rectangle in zip(results, seen, applied, strict=True)
     ]
     return json_response({"results": views} if body.is_batch else views[0])
@@ -222,7 +216,10 @@ async def sample(request: Request, call: ImageModelCall) -> Response:
 )
 async def interpolate(request: Request, call: ImageModelCall) -> Response:
     body = await read_json(request, InterpolateRequest, call.validation_context)
-    start, end = await path_ends(call, {"from": body.start, "to": body.end})
+    ends = {"from": body.start, "to": body.end}
+    given = {name: ImageSource.of(end) for name, end in ends.items() if end.is_image}
+    images = await load_images(list(given.values()), call.settings, list(given))
+    start, end = await path_ends(call.engine, call.model, ends, dict(zip(given, images, strict=True)))
     t, latents = straight_path(start, end, body.steps)
     images = await call.engine.decode(call.model, list(latents))
     output = call.output
@@ -271,51 +268,3 @@ async def readyz(service: ServiceDep) -> Response:
 async def metrics() -> Response:
     content, media_type = metrics_text()
     return Response(content, media_type=media_type)
-
-
-# -- pieces of the routes --------------------------------------------------------------------------------------
-
-
-def corruption_plan(spec: CorruptionSpec | None) -> CorruptionPlan | None:
-    if spec is None:
-        return None
-    occlusion = None
-    rectangle = None
-    if spec.occlusion is not None:
-        o = spec.occlusion
-        occlusion = Occlusion(area=OcclusionSpec.as_range(o.area), aspect=OcclusionSpec.as_range(o.aspect), fill=o.fill)
-        if o.rectangle is not None:
-            rectangle = (o.rectangle.top, o.rectangle.left, o.rectangle.height, o.rectangle.width)
-    noise = GaussianNoise(mean=spec.noise.mean, std=spec.noise.std) if spec.noise is not None else None
-    seed = spec.seed if spec.seed is not None else secrets.randbits(63)
-    return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
-
-
-def applied_corruption(plan: CorruptionPlan | None, rectangle: tuple[int, int, int, int] | None) -> dict | None:
-    if plan is None:
-        return None
-    applied: dict[str, Any] = {"seed": plan.seed, "noise": None, "occlusion": None}
-    if plan.noise is not None:
-        applied["noise"] = {"mean": plan.noise.mean, "std": plan.noise.std}
-    if plan.occlusion is not None and rectangle is not None:
-        top, left, height, width = rectangle
-        applied["occlusion"] = {"top": top, "left": left, "height": height, "width": width, "fill": plan.occlusion.fill}
-    return applied
-
-
-async def path_ends(call: ModelCall, ends: dict[str, PathEnd]) -> list[np.ndarray]:
-    """Each end as a latent: a centroid, the latent given, or the encoding of the image given."""
-    latents: dict[str, np.ndarray] = {}
-    images: dict[str, ImageSource] = {}
-    for name, end in ends.items():
-        if end.digit is not None:
-            latents[name] = call.model.centroids_cpu[end.digit].numpy()
-        elif end.latent is not None:
-            latents[name] = np.asarray(end.latent, dtype=np.float32)
-        else:
-            images[name] = ImageSource.of(end)
-    if images:
-        arrays = await load_images(list(images.values()), call.settings, list(images))
-        for name, encoding in zip(images, await call.engine.encode(call.model, arrays), strict=True):
-            latents[name] = encoding.latent
-    return [latents[name] for name in ends]

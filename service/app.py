@@ -19,16 +19,13 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from service.api import ops, v1
+from service.body_limit import BodyLimitMiddleware
 from service.deps import Service
 from service.docs import add_request_schemas, document_deployment
 from service.errors import install_error_handlers
+from service.in_flight import InFlight, InFlightMiddleware
 from service.inference import InferenceEngine
-from service.observability import (
-    BodyLimitMiddleware,
-    InFlight,
-    RequestContextMiddleware,
-    observe_batch,
-)
+from service.observability import RequestContextMiddleware, observe_batch
 from service.registry import Registry, StartupError, load_registry
 from service.security import require_api_key
 from service.settings import Settings
@@ -98,8 +95,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(v1, dependencies=[Depends(require_api_key)] if settings.api_keys else None)
     app.include_router(ops)
 
-    # outermost last: request context (id, log, metrics, last-resort 500) > CORS > body cap > the app
+    # outermost last: request context (id, log, metrics, last-resort 500) > CORS > in-flight count > body cap > app
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(InFlightMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -11,7 +11,7 @@ from fastapi import Depends, Path, Query, Request
 
 from service.errors import ApiError
 from service.inference import InferenceEngine
-from service.registry import MODEL_NAME_PATTERN, Registry, ServedModel
+from service.registry import MODEL_NAME_PATTERN, Registry, ServedModel, UnknownModel
 from service.render import BASE64_IMAGE_OUTPUT, ImageOutput, choose_image_output, require_json_accepted
 from service.settings import Settings
 
@@ -45,6 +45,14 @@ class ModelCall:
     def validation_context(self) -> dict[str, Any]:
         """The validation context for request bodies: the caps, and the model's latent size."""
         return {"settings": self.service.settings, "latent_dim": self.model.latent_dim}
+
+
+def served_model(service: Service, name: str) -> ServedModel:
+    """The model named in the path, or 404 listing the known ones."""
+    try:
+        return service.registry.get(name)
+    except UnknownModel as exc:
+        raise ApiError(404, str(exc)) from None
 
 
 def running_service(request: Request) -> Service:
@@ -85,14 +93,14 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     """For routes that answer JSON only."""
     require_json_accepted(request)
     service = running_service(request)
-    return ModelCall(service, service.registry.get(name), BASE64_IMAGE_OUTPUT)
+    return ModelCall(service, served_model(service, name), BASE64_IMAGE_OUTPUT)
 
 
 async def get_image_model_call(request: Request, name: ModelName, upscale: Upscale = 1) -> ModelCall:
     """For routes that answer images: as base64 in JSON, or (Accept: image/png) as the PNG itself."""
     service = running_service(request)
     output = choose_image_output(request, upscale, service.settings.max_upscale)
-    return ModelCall(service, service.registry.get(name), output)
+    return ModelCall(service, served_model(service, name), output)
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

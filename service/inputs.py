@@ -1,6 +1,6 @@
 """Reading request bodies: JSON (strictly validated) or a multipart upload, and images into arrays.
 
-The body cap is enforced while the body streams in (see `observability.BodyLimitMiddleware`);
+The body cap is enforced while the body streams in (see `body_limit.BodyLimitMiddleware`);
 here the bytes are parsed. Every problem becomes an `ApiError` with the status the API promises:
 415 for a wrong Content-Type, 422 for an empty, malformed or invalid body.
 """

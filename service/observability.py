@@ -1,11 +1,9 @@
-"""Request IDs, the access log, Prometheus metrics, the body cap, and the last-resort 500.
+"""Request IDs, the access log, Prometheus metrics, and the last-resort 500.
 
-Two pure ASGI middlewares (cheaper than Starlette's BaseHTTPMiddleware on every request):
-- `RequestContextMiddleware`, outermost: gives each request an id (the client's `X-Request-ID` when
-  it is sane, else a new one), returns it as a header, logs one line per request, counts and times
-  it by route template and status, and turns an unhandled exception into a JSON 500 that leaks nothing.
-- `BodyLimitMiddleware`: refuses a body over the cap with 413, from `Content-Length` before reading
-  anything, or as soon as the streamed bytes pass the cap.
+`RequestContextMiddleware` (pure ASGI, cheaper than Starlette's BaseHTTPMiddleware on every request), outermost:
+gives each request an id (the client's `X-Request-ID` when it is sane, else a new one), returns it as a header,
+logs one line per request, counts and times it by route template and status, and turns an unhandled exception
+into a JSON 500 that leaks nothing.
 
 Metrics are per process. With several workers, set PROMETHEUS_MULTIPROC_DIR to an empty folder
 and /metrics adds up every worker (prometheus_client's multiprocess mode).
@@ -34,7 +32,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import CODES, ApiError, error_body
+from service.errors import send_error
 
 access_log = logging.getLogger("digitae.access")
 error_log = logging.getLogger("digitae.errors")
@@ -65,17 +63,6 @@ INFERENCE_TIME = Histogram(
     ["model", "operation"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-
-
-class InFlight:
-    """How many HTTP requests this process is handling right now."""
-
-    count = 0
-
-    @classmethod
-    def others(cls) -> bool:
-        """True when a request besides the caller's is in flight: a micro-batch may get company."""
-        return cls.count > 1
 
 
 def observe_batch(model: str, operation: str, size: int, seconds: float) -> None:
@@ -124,17 +111,15 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        InFlight.count += 1
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
             error_log.exception("unhandled error, request_id=%s", request_id)
             if not started:
                 message = "internal error; quote the request id when reporting it"
-                await _send_error(send_with_id, 500, message, request_id)
+                await send_error(send_with_id, 500, message, request_id)
             status = 500
         finally:
-            InFlight.count -= 1
             seconds = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
@@ -145,60 +130,6 @@ class RequestContextMiddleware:
                 access_log.info(
                     "%s %s %d %.1fms request_id=%s", method, scope.get("path", ""), status, seconds * 1000, request_id
                 )
-
-
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            request_id = scope.get("state", {}).get("request_id")
-            await _send_error(send, 413, self._message(declared), request_id, close=True)
-            return
-        received = 0
-
-        async def capped_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise ApiError(413, self._message(None))
-            return message
-
-        await self.app(scope, capped_receive, send)
-
-    def _message(self, declared: int | None) -> str:
-        size = f"{declared:,} bytes" if declared is not None else f"over {self.max_bytes:,} bytes"
-        return (
-            f"the request body is {size}; the limit is {self.max_bytes:,} bytes "
-            "(images are capped by DIGITAE_MAX_UPLOAD_BYTES)"
-        )
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _send_error(send: Send, status: int, message: str, request_id: Any, close: bool = False) -> None:
-    body = error_body(CODES.get(status, "error"), message, request_id=request_id)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class BackgroundStreamHandler(QueueHandler):

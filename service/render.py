@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from service.errors import ApiError, json_bytes
 from service.imaging import encode_png_grid, png_base64
-from service.inference import Encoding, Reconstruction
+from service.inference import CorruptionPlan, Encoding, Reconstruction, Rectangle
 from service.registry import ServedModel
 
 JSON = "application/json"
@@ -145,3 +145,16 @@ def reconstruction_view(
     if corruption is not None:
         view["corruption"] = corruption
     return view
+
+
+def corruption_view(plan: CorruptionPlan | None, rectangle: Rectangle | None) -> dict[str, Any] | None:
+    """What was done to the image (seed, noise, the occlusion rectangle), so a client can repeat it."""
+    if plan is None:
+        return None
+    applied: dict[str, Any] = {"seed": plan.seed, "noise": None, "occlusion": None}
+    if plan.noise is not None:
+        applied["noise"] = {"mean": plan.noise.mean, "std": plan.noise.std}
+    if plan.occlusion is not None and rectangle is not None:
+        top, left, height, width = rectangle
+        applied["occlusion"] = dict(top=top, left=left, height=height, width=width, fill=plan.occlusion.fill)
+    return applied
