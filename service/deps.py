@@ -1,18 +1,19 @@
 """What the routes are given, one dependency each: the running service, or the model named in the path
-together with the service and how to answer (JSON or PNG). One dependency per route keeps the per-request
-cost of FastAPI's dependency solving low."""
+together with the service and how to answer (JSON, PNG or .npy; which `fields`). One dependency per route keeps
+the per-request cost of FastAPI's dependency solving low."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 
+from service.arrays import BulkSlots
 from service.errors import ApiError
 from service.inference import InferenceEngine
 from service.registry import MODEL_NAME_PATTERN, Registry, ServedModel, UnknownModel
-from service.render import BASE64_IMAGE_OUTPUT, ImageOutput, choose_image_output, require_json_accepted
+from service.render import BASE64_IMAGE_OUTPUT, JSON, NPY, ImageOutput, choose_image_output, require_json_accepted
 from service.settings import Settings
 
 
@@ -23,6 +24,10 @@ class Service:
     settings: Settings
     registry: Registry
     engine: InferenceEngine
+    bulk_slots: BulkSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bulk_slots = BulkSlots(self.settings.max_concurrent_bulk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,15 @@ ModelName = Annotated[
 Upscale = Annotated[
     int, Query(ge=1, le=64, description="each pixel becomes an upscale x upscale block (at most max_upscale)")
 ]
+Fields = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="the top-level fields of the answer to compute and send, comma-separated (e.g. `loss,latent`); "
+        "default: all. For a batch, the fields of each result; for an `application/x-npy` answer, the one array to "
+        "send. Images not asked for are never encoded. An unknown field is a 422 naming the valid ones.",
+    ),
+]
 
 
 async def get_service(request: Request) -> Service:
@@ -96,10 +110,20 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     return ModelCall(service, served_model(service, name), BASE64_IMAGE_OUTPUT)
 
 
-async def get_image_model_call(request: Request, name: ModelName, upscale: Upscale = 1) -> ModelCall:
-    """For routes that answer images: as base64 in JSON, or (Accept: image/png) as the PNG itself."""
+async def get_image_model_call(
+    request: Request, name: ModelName, upscale: Upscale = 1, fields: Fields = None
+) -> ModelCall:
+    """For routes that answer images: as base64 in JSON, (Accept: image/png) as the PNG itself, or
+    (Accept: application/x-npy) as an array."""
     service = running_service(request)
-    output = choose_image_output(request, upscale, service.settings.max_upscale)
+    output = choose_image_output(request, upscale, service.settings.max_upscale, fields)
+    return ModelCall(service, served_model(service, name), output)
+
+
+async def get_array_model_call(request: Request, name: ModelName, fields: Fields = None) -> ModelCall:
+    """For routes that answer numbers only: JSON, or (Accept: application/x-npy) an array."""
+    service = running_service(request)
+    output = choose_image_output(request, 1, 1, fields, offers=(JSON, NPY))
     return ModelCall(service, served_model(service, name), output)
 
 
@@ -107,3 +131,4 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 JsonServiceDep = Annotated[Service, Depends(get_json_service)]
 JsonModelCall = Annotated[ModelCall, Depends(get_json_model_call)]
 ImageModelCall = Annotated[ModelCall, Depends(get_image_model_call)]
+ArrayModelCall = Annotated[ModelCall, Depends(get_array_model_call)]
