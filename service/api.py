@@ -343,9 +343,13 @@ async def interpolate(request: Request, call: ImageModelCall) -> Response:
 
 
 def checked_array_field(call: ModelCall, arrays: tuple[str, ...], valid: tuple[str, ...]) -> str:
-    """The one field an application/x-npy answer holds, checked before any work is done."""
+    """The one field an application/x-npy answer holds (for a JSON answer, the `fields` are checked instead),
+    checked before any work is done."""
     if call.output.png:
         raise ApiError(406, f"a .npy request is answered with {JSON} or {NPY}, not {PNG}")
+    if not call.output.npy:
+        call.output.fields(valid)
+        return arrays[0]
     field = call.output.array_field(arrays, valid)
     if field == "logvar" and call.model.kind != "vae":
         raise ApiError(422, f"fields: logvar belongs to a VAE's answer; {call.model.name} is an auto-encoder")

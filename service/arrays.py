@@ -221,12 +221,13 @@ async def json_results_chunks(chunks: AsyncIterator[list[dict[str, Any]]]) -> As
 
 
 class BulkResponse(StreamingResponse):
-    """A streamed answer that gives its bulk slot back when it is done, sent or not."""
+    """A streamed answer that gives its bulk slot back when it is done, sent or not: as soon as the last chunk
+    is made (before the client can see the end of the answer and send the next request), or when sending fails."""
 
     def __init__(
         self, content: AsyncIterator[bytes], media_type: str, on_close: Callable[[], None], **kwargs: Any
     ) -> None:
-        super().__init__(content, media_type=media_type, **kwargs)
+        super().__init__(_then(content, on_close), media_type=media_type, **kwargs)
         self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -234,6 +235,14 @@ class BulkResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self.on_close()
+
+
+async def _then(content: AsyncIterator[bytes], on_close: Callable[[], None]) -> AsyncIterator[bytes]:
+    try:
+        async for block in content:
+            yield block
+    finally:
+        on_close()
 
 
 def stream_answer(
