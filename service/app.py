@@ -6,6 +6,7 @@ the same DIGITAE_* environment); `python -m service` does that for you.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,6 +78,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         loaded = registry if registry is not None else build_registry(settings)
         engine = InferenceEngine(loaded, settings, observe=observe_batch, worth_waiting=InFlight.others)
         app.state.service = Service(settings=settings, registry=loaded, engine=engine)
+        # What startup built lives as long as the process: out of the garbage collector's sight, a full
+        # collection under load scans only what requests create (shorter pauses, a shorter latency tail).
+        gc.collect()
+        gc.freeze()
         log.info("ready: serving %s", ", ".join(loaded.models))
         try:
             yield

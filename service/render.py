@@ -25,8 +25,10 @@ PNG = "image/png"
 NPY = "application/x-npy"
 
 
-def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
-    """The offer the Accept header prefers (ties go to the first offer), or None if it accepts none."""
+@lru_cache(maxsize=256)
+def negotiate(accept: str | None, offers: tuple[str, ...]) -> str | None:
+    """The offer the Accept header prefers (ties go to the first offer), or None if it accepts none.
+    Cached: clients send the same few Accept headers over and over."""
     if not accept or not accept.strip():
         return offers[0]
     ranges = []
