@@ -11,7 +11,8 @@ In one run, on one machine:
 2. the HTTP floor: a no-op FastAPI endpoint served the same way (benchmarks/noop_app.py);
 3. the in-process ceiling: the same model's batched forward pass plus PNG encoding, no HTTP (benchmarks/ceiling.py);
 4. micro-batching off (DIGITAE_MICROBATCH_ENABLED=false) at concurrency 64, against on;
-5. bulk: the 10,000-image test set (or 10,000 stand-in digits when ../shared/data/mnist is absent) as one .npy
+5. the request middleware's own CPU per request: request id, metrics, access line (benchmarks/middleware_cost.py);
+   bulk: the 10,000-image test set (or 10,000 stand-in digits when ../shared/data/mnist is absent) as one .npy
    request to encode, reconstruct and decode (`Accept: application/x-npy`), against the in-process ceiling of the
    forward pass alone (benchmarks/bulk.py);
 6. where a target is missed, a py-spy profile of the server under that load;
@@ -37,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == REPO_ROOT / "benchmarks":
     sys.path[0] = str(REPO_ROOT)  # run as a script: import the repository's packages, not this folder's modules
 
-from benchmarks import bulk, ceiling, loadgen, profiling, servers, train_speed  # noqa: E402
+from benchmarks import bulk, ceiling, loadgen, middleware_cost, profiling, servers, train_speed  # noqa: E402
 
 MODEL = "ae-6"
 LATENT_DIM = 6
@@ -502,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         report.update(serving.to_dict())
         print_serving(serving, plan, defaults.microbatch_max_size, defaults.torch_threads)
 
+        progress("the request middleware's own cost")
+        report["middleware_cpu_us_per_request"] = cost = middleware_cost.measure()
+        say(
+            f"\nRequest middleware, CPU per request (benchmarks/middleware_cost.py): app alone {cost['bare']:.1f} us; "
+            f"with request id and metrics {cost['nolog']:.1f} us; with the access line too {cost['log']:.1f} us"
+        )
         bulk_results = measure_bulk(models_dir, scratch, plan)
         report["bulk"] = {name: result.to_dict() for name, result in bulk_results.items()}
 
