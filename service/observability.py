@@ -189,10 +189,13 @@ class RequestContextMiddleware:
                 log_access(method, scope.get("path", ""), status, seconds * 1000, request_id)
 
 
+WRITE_EVERY_S = 0.05
+
+
 class BackgroundStreamHandler(QueueHandler):
     """Writes to stderr from a background thread: formatting and writing the per-request lines (to a slow
-    terminal or a full pipe) never stall the event loop. The thread writes whatever has queued up in one
-    write and one flush. Closing it (logging does at exit) flushes the queue."""
+    terminal or a full pipe) never stall the event loop. The thread wakes at most every WRITE_EVERY_S and
+    writes whatever has queued up in one write and one flush. Closing it (logging does at exit) flushes the queue."""
 
     def __init__(self) -> None:
         super().__init__(queue.SimpleQueue())
@@ -213,7 +216,9 @@ class BackgroundStreamHandler(QueueHandler):
         target, pending = self.target, self.queue
         while True:
             batch = [pending.get()]
-            while len(batch) < 1024:
+            if batch[0] is not None:
+                time.sleep(WRITE_EVERY_S)  # let lines gather: one wake-up per batch, not one per request
+            while len(batch) < 4096:
                 try:
                     batch.append(pending.get_nowait())
                 except queue.Empty:
