@@ -120,8 +120,10 @@ async def describe_model(call: JsonModelCall) -> Response:
     summary="Encode an image into the latent space",
     description="One image -> its `latent` code (for a VAE the posterior mean mu, with `logvar` beside it), the "
     "`nearest_digit` by centroid and the ten `centroid_distances`. Send JSON (`image` as base64, or `pixels` with "
-    "`scale`), or upload the file as multipart field `file`. A batch (`images`: up to max_batch) is answered with "
-    "`results`, in order, each the same as its single call.",
+    "`scale`), upload the file as multipart field `file`, or post the file itself with its type (`Content-Type: "
+    "image/png`, ...). A batch (`images`: up to max_batch) is answered with `results`, in order, each the same as its "
+    "single call; a `.npy` array (`application/x-npy`, up to max_bulk images) is answered in chunks, streamed. "
+    "`fields` trims the answer.",
     response_model=EncodeResult | EncodeBatchResult,
     responses={
         **docs.ok_response(
@@ -166,7 +168,10 @@ async def encode(request: Request, call: ArrayModelCall) -> Response:
     "pixel, plus `kl` and `elbo` (nats) for a VAE. `corruption` runs the report's robustness experiment: "
     "`occlusion` (a random rectangle by `area`/`aspect`, or an explicit `rectangle`) then gaussian `noise`, both "
     "drawn from `seed` (echoed back; the same seed gives the same corruption). In a multipart upload, send "
-    "`corruption` as JSON text in its own field. A batch (`images`) is answered with `results`.",
+    "`corruption` as JSON text in its own field. The file itself may also be the body (`Content-Type: image/png`, "
+    "...; no corruption then). A batch (`images`) is answered with `results`; a `.npy` array (`application/x-npy`, "
+    "up to max_bulk images, no corruption) in chunks, streamed. `fields` trims the answer: images not asked for "
+    "are never encoded.",
     response_model=ReconstructResult | ReconstructBatchResult,
     responses={
         **docs.ok_response(
@@ -226,7 +231,8 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
     tags=["inference"],
     summary="Decode a latent vector into an image",
     description="`latent` (exactly latent_dim finite numbers, each within ±1e6) -> the decoded `image`. A batch "
-    "(`latents`: up to max_batch) is answered with `results`.",
+    "(`latents`: up to max_batch) is answered with `results`; a `.npy` array of N x latent_dim float32 "
+    "(`application/x-npy`, up to max_bulk) in chunks, streamed.",
     response_model=DecodeResult | DecodeBatchResult,
     responses={
         **docs.ok_response(
