@@ -107,6 +107,7 @@ def forward_ceiling(
     models_dir: Path, model_name: str, batch: int, seconds: float, torch_threads: int
 ) -> dict[str, float]:
     """Images per second of the network's forward pass alone for each operation, on batches of `batch`."""
+    from service.inference import _encode
     from service.registry import load_registry
 
     torch.set_num_threads(torch_threads)
@@ -114,9 +115,8 @@ def forward_ceiling(
     network = model.network
     x = torch.rand(batch, 1, 28, 28)
     z = torch.randn(batch, model.latent_dim)
-    encode = network.encode if model.kind == "vae" else network.embed
     work: dict[str, Callable[[], object]] = {
-        "encode": lambda: encode(x),
+        "encode": lambda: _encode(model, x),
         "reconstruct": lambda: network(x),
         "decode": lambda: network.decode(z),
     }

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from starlette.types import Message, Receive, Scope, Send
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODES = ("bare", "nolog", "log")
 REQUESTS = 30_000
@@ -27,17 +29,17 @@ class _Route:
     path = "/v1/models/{name}/reconstruct"
 
 
-async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     scope["route"] = _Route
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": b"{}"})
 
 
-async def _ignore(message: Any) -> None:
+async def _ignore(message: Message) -> None:
     return None
 
 
-async def _receive() -> dict[str, Any]:
+async def _receive() -> Message:
     return {"type": "http.request", "body": b""}
 
 

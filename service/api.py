@@ -141,11 +141,11 @@ async def encode(request: Request, call: ArrayModelCall) -> Response:
     output, model = call.output, call.model
     if media_type(request) == NPY:
         field = checked_array_field(call, ENCODE_ARRAYS, ENCODE_FIELDS)
-        images, release = await read_bulk(request, call, "images")
+        array, release = await read_bulk(request, call, "images")
         want = output.fields(ENCODE_FIELDS)
-        chunks = in_chunks(images, bulk_chunk(call), partial(call.engine.encode, model))
+        chunks = in_chunks(array, bulk_chunk(call), partial(call.engine.encode, model))
         return stream_answer(
-            chunks, len(images), npy=output.npy, to_array=partial(encoding_array, field=field),
+            chunks, len(array), npy=output.npy, to_array=partial(encoding_array, field=field),
             to_view=partial(encoding_view, want=want), release=release, headers=array_headers(field, model.kind),
         )  # fmt: skip
     body, sources = await read_image_request(request, EncodeRequest, call.validation_context)
@@ -195,7 +195,7 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
     output, model = call.output, call.model
     if media_type(request) == NPY:
         field = checked_array_field(call, RECONSTRUCT_ARRAYS, RECONSTRUCT_FIELDS)
-        images, release = await read_bulk(request, call, "images")
+        array, release = await read_bulk(request, call, "images")
         want = output.fields(RECONSTRUCT_FIELDS)
 
         async def clean_pairs(part: list[np.ndarray]) -> list[tuple[Reconstruction, np.ndarray]]:
@@ -203,7 +203,7 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
             return list(zip(results, part, strict=True))
 
         return stream_answer(
-            in_chunks(images, bulk_chunk(call), clean_pairs), len(images), npy=output.npy,
+            in_chunks(array, bulk_chunk(call), clean_pairs), len(array), npy=output.npy,
             to_array=lambda pairs: reconstruction_array([r for r, _ in pairs], [s for _, s in pairs], field),
             to_view=lambda pair: reconstruction_view(pair[0], pair[1], output, None, want),
             release=release, headers=array_headers(field, model.kind),
@@ -247,9 +247,9 @@ async def decode(request: Request, call: ImageModelCall) -> Response:
     want = output.fields(DECODE_FIELDS)
     if media_type(request) == NPY:
         checked_array_field(call, DECODE_FIELDS, DECODE_FIELDS)
-        latents, release = await read_bulk(request, call, "latents")
+        array, release = await read_bulk(request, call, "latents")
         return stream_answer(
-            in_chunks(latents, bulk_chunk(call), partial(call.engine.decode, model)), len(latents), npy=output.npy,
+            in_chunks(array, bulk_chunk(call), partial(call.engine.decode, model)), len(array), npy=output.npy,
             to_array=np.stack, to_view=lambda image: {"image": output.b64(image)} if want else {},
             release=release, headers=array_headers("image", model.kind),
         )  # fmt: skip

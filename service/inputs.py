@@ -106,7 +106,8 @@ async def read_image_request(
     if kind == "multipart/form-data":
         return await _read_multipart(request, model, context, form_fields)
     if kind in RAW_IMAGE_TYPES:
-        return model.model_construct(), [ImageSource(upload=await request.body(), declared=kind)]
+        raw = cast(ImageModel, model.model_construct())  # no fields: the body is the image
+        return raw, [ImageSource(upload=await request.body(), declared=kind)]
     raise ApiError(
         415,
         "send 'Content-Type: application/json' (image as base64 or pixels), 'multipart/form-data' "

@@ -75,7 +75,7 @@ def log_access(method: str, path: str, status: int, milliseconds: float, request
     line = (method, path, status, milliseconds, request_id)
     handler = _access_handler()
     if handler is not None:
-        handler.queue.put_nowait(AccessLine(time.time(), line))
+        handler._pending.put_nowait(AccessLine(time.time(), line))
     else:
         access_log.info(ACCESS_LINE, *line)
 
@@ -106,6 +106,8 @@ def _access_handler() -> BackgroundStreamHandler | None:
         if handler.level <= logging.INFO and not handler.filters and handler.accepting:
             return handler
     return None
+
+
 _request_metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 _MAX_CACHED_SERIES = 1024
 
@@ -198,7 +200,8 @@ class BackgroundStreamHandler(QueueHandler):
     writes whatever has queued up in one write and one flush. Closing it (logging does at exit) flushes the queue."""
 
     def __init__(self) -> None:
-        super().__init__(queue.SimpleQueue())
+        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        super().__init__(self._pending)
         self.target = logging.StreamHandler(sys.stderr)
         self.accepting = True
         self._writer = threading.Thread(target=self._write_batches, name="digitae-log-writer", daemon=True)
@@ -213,7 +216,7 @@ class BackgroundStreamHandler(QueueHandler):
         return record
 
     def _write_batches(self) -> None:
-        target, pending = self.target, self.queue
+        target, pending = self.target, self._pending
         while True:
             batch = [pending.get()]
             if batch[0] is not None:
@@ -243,7 +246,7 @@ class BackgroundStreamHandler(QueueHandler):
     def close(self) -> None:
         self.accepting = False
         if self._writer.is_alive():
-            self.queue.put_nowait(None)
+            self._pending.put_nowait(None)
             self._writer.join(timeout=5)
         self.target.close()
         super().close()

@@ -45,7 +45,7 @@ def test_access_lines_are_queued_then_written_in_order_and_flushed_at_close(
     assert re.fullmatch(
         stamp + r" INFO digitae.access: POST /v1/models/ae-6/encode\?i=0 200 1.2ms request_id=id0", lines[0]
     )
-    assert [int(re.search(r"i=(\d+)", line).group(1)) for line in lines[:2000]] == list(range(2000))  # type: ignore[union-attr]
+    assert [int(re.search(r"i=(\d+)", line).group(1)) for line in lines[:2000]] == list(range(2000))
     assert lines[2000].endswith("WARNING digitae: a plain record among them")
     assert lines[2001].endswith("INFO digitae.access: GET /healthz 404 0.5ms request_id=last")
 

@@ -14,10 +14,10 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_support import ServerProcess, b64, build_checkpoints, example_digit, png_bytes, shifted_digits
 
 from service.app import create_app
 from service.settings import Settings, usable_cpus
+from tests.support import ServerProcess, b64, build_checkpoints, example_digit, png_bytes, shifted_digits
 
 MAX_UPLOAD = 64 * 1024
 DIGIT = example_digit()
@@ -141,7 +141,12 @@ def test_images_not_asked_for_are_never_encoded(models_dir: Path, monkeypatch: p
 
     encoded: list[int] = []
     real = service.render.png_base64
-    monkeypatch.setattr(service.render, "png_base64", lambda image, upscale=1: encoded.append(1) or real(image))
+
+    def counting_png_base64(image: np.ndarray, upscale: int = 1) -> str:
+        encoded.append(1)
+        return real(image, upscale)
+
+    monkeypatch.setattr(service.render, "png_base64", counting_png_base64)
     decoded: list[int] = []
     with TestClient(create_app(Settings(models_dir=models_dir))) as app:
         engine = app.app.state.service.engine  # type: ignore[attr-defined]
