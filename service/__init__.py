@@ -8,8 +8,10 @@
     api.py            the routes (thin), with deps.py (what they are given) and docs.py (OpenAPI examples)
     schemas.py        request and response bodies
     inputs.py         reading bodies and images; imaging.py decodes and preprocesses images
-    render.py         answers: JSON or PNG, views of the results
-    errors.py         one JSON error shape; observability.py request ids, logs, metrics, body cap
+    arrays.py         .npy bodies read safely, bulk answers computed in chunks and streamed (.npy or JSON)
+    render.py         answers: JSON, PNG or .npy, trimmed to the `fields` asked for
+    errors.py         one JSON error shape; observability.py request ids, logs, metrics
+    body_limit.py     the cap on request bodies (413); in_flight.py counts requests that may share a batch
     security.py       optional API keys
 
 `python -m service` runs it. The service imports `models` (the networks, the checkpoint format, the image side,

@@ -41,11 +41,11 @@ def main() -> int:
         "access_log": False,  # the request middleware logs each request, with its id
         "server_header": False,
     }
-    if settings.workers == 1:
+    if settings.worker_count == 1:
         uvicorn.run(create_app(settings, registry), **common)
     else:
         del registry
-        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **common)
+        uvicorn.run("service.app:create_app", factory=True, workers=settings.worker_count, **common)
     return 0
 
 

@@ -3,32 +3,62 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from models.corruptions import GaussianNoise, Occlusion
 from service import docs
-from service.deps import ImageModelCall, JsonModelCall, JsonServiceDep, ModelCall, ServiceDep
+from service.arrays import (
+    NPY,
+    Release,
+    images_from_npy,
+    in_chunks,
+    latents_from_npy,
+    npy_response,
+    read_npy,
+    stream_answer,
+)
+from service.deps import (
+    ArrayModelCall,
+    ImageModelCall,
+    JsonModelCall,
+    JsonServiceDep,
+    ModelCall,
+    ServiceDep,
+    served_judge,
+)
 from service.errors import ApiError, error_responses
-from service.inference import CorruptionPlan, corrupt, sample_latents, straight_path
-from service.inputs import ImageSource, batch_names, load_images, read_image_request, read_json
+from service.inference import Reconstruction, corrupt_all, corruption_plan, path_ends, sample_latents, straight_path
+from service.inputs import ImageSource, batch_names, load_images, media_type, read_image_request, read_json
 from service.observability import metrics_text
 from service.render import (
+    DECODE_FIELDS,
+    ENCODE_ARRAYS,
+    ENCODE_FIELDS,
+    INTERPOLATE_FIELDS,
+    JSON,
+    PNG,
+    RECONSTRUCT_ARRAYS,
+    RECONSTRUCT_FIELDS,
+    SAMPLE_FIELDS,
+    array_headers,
+    corruption_view,
+    encoding_array,
     encoding_view,
     json_response,
     model_detail,
     model_summary,
+    reconstruction_array,
     reconstruction_view,
 )
 from service.schemas import (
+    LATENT_LIMIT,
     Atlas,
     ClassifyBatchResult,
     ClassifyRequest,
     ClassifyResult,
-    CorruptionSpec,
     DecodeBatchResult,
     DecodeRequest,
     DecodeResult,
@@ -40,8 +70,6 @@ from service.schemas import (
     InterpolateResult,
     ModelDetail,
     ModelSummary,
-    OcclusionSpec,
-    PathEnd,
     Readiness,
     ReconstructBatchResult,
     ReconstructRequest,
@@ -52,6 +80,14 @@ from service.schemas import (
 
 READ_ERRORS = (401, 404, 406, 422, 503)
 BODY_ERRORS = (401, 404, 406, 413, 415, 422, 503)
+# each inference route's answer fields, for `fields` (written into the OpenAPI document by the app)
+FIELDS_BY_PATH = {
+    "/v1/models/{name}/encode": ENCODE_FIELDS,
+    "/v1/models/{name}/reconstruct": RECONSTRUCT_FIELDS,
+    "/v1/models/{name}/decode": DECODE_FIELDS,
+    "/v1/models/{name}/sample": SAMPLE_FIELDS,
+    "/v1/models/{name}/interpolate": INTERPOLATE_FIELDS,
+}
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
 ops = APIRouter(tags=["operations"])
@@ -122,7 +158,7 @@ async def model_atlas(call: JsonModelCall) -> Response:
     openapi_extra=docs.request_body(ClassifyRequest, docs.ENCODE_EXAMPLES, form_fields={}),
 )
 async def classify(request: Request, service: JsonServiceDep) -> Response:
-    judge = service.registry.get_judge()
+    judge = served_judge(service)
     context = {"settings": service.settings}
     body, sources = await read_image_request(request, ClassifyRequest, context)
     images = await load_images(sources, service.settings, batch_names(len(sources), body.is_batch))
@@ -142,16 +178,42 @@ async def classify(request: Request, service: JsonServiceDep) -> Response:
     summary="Encode an image into the latent space",
     description="One image -> its `latent` code (for a VAE the posterior mean mu, with `logvar` beside it), the "
     "`nearest_digit` by centroid and the ten `centroid_distances`. Send JSON (`image` as base64, or `pixels` with "
-    "`scale`), or upload the file as multipart field `file`. A batch (`images`: up to max_batch) is answered with "
-    "`results`, in order, each the same as its single call.",
+    "`scale`), upload the file as multipart field `file`, or post the file itself with its type (`Content-Type: "
+    "image/png`, ...). A batch (`images`: up to max_batch) is answered with `results`, in order, each the same as its "
+    "single call; a `.npy` array (`application/x-npy`, up to max_bulk images) is answered in chunks, streamed. "
+    "`fields` trims the answer.",
     response_model=EncodeResult | EncodeBatchResult,
-    responses={**docs.ok_response(docs.ENCODE_RESPONSE), **error_responses(*BODY_ERRORS)},
-    openapi_extra=docs.request_body(EncodeRequest, docs.ENCODE_EXAMPLES, form_fields={}),
+    responses={
+        **docs.ok_response(
+            docs.ENCODE_RESPONSE,
+            npy="one array: `latent` (N x m float32, the default), `logvar`, "
+            "`nearest_digit` (N uint8) or `centroid_distances` (N x 10), chosen by `fields`.",
+        ),
+        **error_responses(*BODY_ERRORS),
+    },
+    openapi_extra=docs.request_body(
+        EncodeRequest, docs.ENCODE_EXAMPLES, form_fields={}, raw_images=True, npy=docs.NPY_IMAGES
+    ),
 )
-async def encode(request: Request, call: JsonModelCall) -> Response:
+async def encode(request: Request, call: ArrayModelCall) -> Response:
+    output, model = call.output, call.model
+    if media_type(request) == NPY:
+        field = checked_array_field(call, ENCODE_ARRAYS, ENCODE_FIELDS)
+        array, release = await read_bulk(request, call, "images")
+        want = output.fields(ENCODE_FIELDS)
+        chunks = in_chunks(array, bulk_chunk(call), partial(call.engine.encode, model))
+        return stream_answer(
+            chunks, len(array), npy=output.npy, to_array=partial(encoding_array, field=field),
+            to_view=partial(encoding_view, want=want), release=release, headers=array_headers(field, model.kind),
+        )  # fmt: skip
     body, sources = await read_image_request(request, EncodeRequest, call.validation_context)
     images = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
-    views = [encoding_view(e) for e in await call.engine.encode(call.model, images)]
+    encodings = await call.engine.encode(model, images)
+    if output.npy:
+        field = checked_array_field(call, ENCODE_ARRAYS, ENCODE_FIELDS)
+        return npy_response(encoding_array(encodings, field), array_headers(field, model.kind))
+    want = output.fields(ENCODE_FIELDS)
+    views = [encoding_view(e, want) for e in encodings]
     return json_response({"results": views} if body.is_batch else views[0])
 
 
@@ -164,31 +226,59 @@ async def encode(request: Request, call: JsonModelCall) -> Response:
     "pixel, plus `kl` and `elbo` (nats) for a VAE. `corruption` runs the report's robustness experiment: "
     "`occlusion` (a random rectangle by `area`/`aspect`, or an explicit `rectangle`) then gaussian `noise`, both "
     "drawn from `seed` (echoed back; the same seed gives the same corruption). In a multipart upload, send "
-    "`corruption` as JSON text in its own field. A batch (`images`) is answered with `results`.",
+    "`corruption` as JSON text in its own field. The file itself may also be the body (`Content-Type: image/png`, "
+    "...; no corruption then). A batch (`images`) is answered with `results`; a `.npy` array (`application/x-npy`, "
+    "up to max_bulk images, no corruption) in chunks, streamed. `fields` trims the answer: images not asked for "
+    "are never encoded.",
     response_model=ReconstructResult | ReconstructBatchResult,
     responses={
-        **docs.ok_response(docs.RECONSTRUCT_RESPONSE, png="the reconstruction (a grid of them for a batch)."),
+        **docs.ok_response(
+            docs.RECONSTRUCT_RESPONSE,
+            png="the reconstruction (a grid of them for a batch).",
+            npy="one array: `image` (N x 28 x 28 float32, the default), `input`, `latent`, `logvar`, "
+            "`nearest_digit` or `loss` (N x 2: mse, bce; N x 4 for a VAE: + kl, elbo; header X-Array-Columns), "
+            "chosen by `fields`.",
+        ),
         **error_responses(*BODY_ERRORS),
     },
     openapi_extra=docs.request_body(
         ReconstructRequest,
         docs.RECONSTRUCT_EXAMPLES,
         form_fields={"corruption": 'optional, as JSON text, e.g. {"noise": {"std": 0.5}, "seed": 7}'},
+        raw_images=True,
+        npy=docs.NPY_IMAGES,
     ),
 )
 async def reconstruct(request: Request, call: ImageModelCall) -> Response:
+    output, model = call.output, call.model
+    if media_type(request) == NPY:
+        field = checked_array_field(call, RECONSTRUCT_ARRAYS, RECONSTRUCT_FIELDS)
+        array, release = await read_bulk(request, call, "images")
+        want = output.fields(RECONSTRUCT_FIELDS)
+
+        async def clean_pairs(part: list[np.ndarray]) -> list[tuple[Reconstruction, np.ndarray]]:
+            results = await call.engine.reconstruct(model, [(image, image) for image in part])
+            return list(zip(results, part, strict=True))
+
+        return stream_answer(
+            in_chunks(array, bulk_chunk(call), clean_pairs), len(array), npy=output.npy,
+            to_array=lambda pairs: reconstruction_array([r for r, _ in pairs], [s for _, s in pairs], field),
+            to_view=lambda pair: reconstruction_view(pair[0], pair[1], output, None, want),
+            release=release, headers=array_headers(field, model.kind),
+        )  # fmt: skip
     body, sources = await read_image_request(request, ReconstructRequest, call.validation_context, ("corruption",))
     clean = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
     plan = corruption_plan(body.corruption)
-    seen, applied = clean, [None] * len(clean)
-    if plan is not None:
-        seen, applied = map(list, zip(*(corrupt(image, plan) for image in clean), strict=True))
-    results = await call.engine.reconstruct(call.model, list(zip(seen, clean, strict=True)))
-    output = call.output
+    seen, applied = corrupt_all(clean, plan)
+    results = await call.engine.reconstruct(model, list(zip(seen, clean, strict=True)))
     if output.png:
         return output.png_response([r.image for r in results])
+    if output.npy:
+        field = checked_array_field(call, RECONSTRUCT_ARRAYS, RECONSTRUCT_FIELDS)
+        return npy_response(reconstruction_array(results, seen, field), array_headers(field, model.kind))
+    want = output.fields(RECONSTRUCT_FIELDS)
     views = [
-        reconstruction_view(r, s, output, applied_corruption(plan, rectangle))
+        reconstruction_view(r, s, output, corruption_view(plan, rectangle), want)
         for r, s, rectangle in zip(results, seen, applied, strict=True)
     ]
     return json_response({"results": views} if body.is_batch else views[0])
@@ -199,21 +289,35 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
     tags=["inference"],
     summary="Decode a latent vector into an image",
     description="`latent` (exactly latent_dim finite numbers, each within ±1e6) -> the decoded `image`. A batch "
-    "(`latents`: up to max_batch) is answered with `results`.",
+    "(`latents`: up to max_batch) is answered with `results`; a `.npy` array of N x latent_dim float32 "
+    "(`application/x-npy`, up to max_bulk) in chunks, streamed.",
     response_model=DecodeResult | DecodeBatchResult,
     responses={
-        **docs.ok_response(docs.DECODE_RESPONSE, png="the image (a grid for a batch)."),
+        **docs.ok_response(
+            docs.DECODE_RESPONSE, png="the image (a grid for a batch).", npy="the images, N x 28 x 28 float32."
+        ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES),
+    openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES, npy=docs.NPY_LATENTS),
 )
 async def decode(request: Request, call: ImageModelCall) -> Response:
+    output, model = call.output, call.model
+    want = output.fields(DECODE_FIELDS)
+    if media_type(request) == NPY:
+        checked_array_field(call, DECODE_FIELDS, DECODE_FIELDS)
+        array, release = await read_bulk(request, call, "latents")
+        return stream_answer(
+            in_chunks(array, bulk_chunk(call), partial(call.engine.decode, model)), len(array), npy=output.npy,
+            to_array=np.stack, to_view=lambda image: {"image": output.b64(image)} if want else {},
+            release=release, headers=array_headers("image", model.kind),
+        )  # fmt: skip
     body = await read_json(request, DecodeRequest, call.validation_context)
     latents = body.latents if body.latents is not None else [body.latent]
-    images = await call.engine.decode(call.model, [np.asarray(z, dtype=np.float32) for z in latents])
-    output = call.output
+    images = await call.engine.decode(model, [np.asarray(z, dtype=np.float32) for z in latents])
     if output.png:
         return output.png_response(images)
+    if output.npy:
+        return npy_response(np.stack(images), array_headers("image", model.kind))
     views = [{"image": output.b64(image)} for image in images]
     return json_response({"results": views} if body.latents is not None else views[0])
 
@@ -230,7 +334,11 @@ async def decode(request: Request, call: ImageModelCall) -> Response:
     "N(0, I) (sigma unused). The same `seed` gives the same images; it is drawn when absent and echoed back.",
     response_model=SampleResult,
     responses={
-        **docs.ok_response(docs.SAMPLE_RESPONSE, png="all samples in one grid (rows of 10)."),
+        **docs.ok_response(
+            docs.SAMPLE_RESPONSE,
+            png="all samples in one grid (rows of 10).",
+            npy="`images` (n x 28 x 28 float32, the default) or `latents`, chosen by `fields`.",
+        ),
         **error_responses(*BODY_ERRORS),
     },
     openapi_extra=docs.request_body(SampleRequest, docs.SAMPLE_EXAMPLES),
@@ -242,18 +350,17 @@ async def sample(request: Request, call: ImageModelCall) -> Response:
         raise ApiError(422, f"digit: required for {model.name}, an auto-encoder without a prior; give a digit 0-9")
     seed = body.seed if body.seed is not None else secrets.randbits(63)
     latents = sample_latents(model, body.digit, body.sigma, body.n, seed)
-    images = await call.engine.decode(model, list(latents))
+    if output.npy:
+        field = checked_array_field(call, ("images", "latents"), SAMPLE_FIELDS)
+        images = await call.engine.decode(model, list(latents)) if field == "images" else []
+        return npy_response(np.stack(images) if field == "images" else latents, {"X-Array-Field": field})
+    want = output.fields(SAMPLE_FIELDS) if not output.png else frozenset(("images",))
+    images = await call.engine.decode(model, list(latents)) if "images" in want else []
     if output.png:
         return output.png_response(images)
-    return json_response(
-        {
-            "images": [output.b64(image) for image in images],
-            "latents": latents.tolist(),
-            "digit": body.digit,
-            "sigma": body.sigma,
-            "seed": seed,
-        }
-    )
+    answer = {"images": [output.b64(image) for image in images], "latents": latents.tolist(), "digit": body.digit,
+              "sigma": body.sigma, "seed": seed}  # fmt: skip
+    return json_response({k: v for k, v in answer.items() if k in want} if output.fields_text else answer)
 
 
 @v1.post(
@@ -265,26 +372,67 @@ async def sample(request: Request, call: ImageModelCall) -> Response:
     "included, with their `latents` and position `t` (the report's Figs. 5 and 7 as a request).",
     response_model=InterpolateResult,
     responses={
-        **docs.ok_response(docs.INTERPOLATE_RESPONSE, png="the images in one row."),
+        **docs.ok_response(
+            docs.INTERPOLATE_RESPONSE,
+            png="the images in one row.",
+            npy="`images` (steps x 28 x 28 float32, the default), `latents` or `t`, chosen by `fields`.",
+        ),
         **error_responses(*BODY_ERRORS),
     },
     openapi_extra=docs.request_body(InterpolateRequest, docs.INTERPOLATE_EXAMPLES),
 )
 async def interpolate(request: Request, call: ImageModelCall) -> Response:
     body = await read_json(request, InterpolateRequest, call.validation_context)
-    start, end = await path_ends(call, {"from": body.start, "to": body.end})
+    output, model = call.output, call.model
+    ends = {"from": body.start, "to": body.end}
+    given = {name: ImageSource.of(end) for name, end in ends.items() if end.is_image}
+    images = await load_images(list(given.values()), call.settings, list(given))
+    start, end = await path_ends(call.engine, model, ends, dict(zip(given, images, strict=True)))
     t, latents = straight_path(start, end, body.steps)
-    images = await call.engine.decode(call.model, list(latents))
-    output = call.output
+    if output.npy:
+        field = checked_array_field(call, INTERPOLATE_FIELDS, INTERPOLATE_FIELDS)
+        arrays = {"latents": latents, "t": t}
+        if field == "images":
+            arrays["images"] = np.stack(await call.engine.decode(model, list(latents)))
+        return npy_response(arrays[field], {"X-Array-Field": field})
+    want = output.fields(INTERPOLATE_FIELDS) if not output.png else frozenset(("images",))
+    path = await call.engine.decode(model, list(latents)) if "images" in want else []
     if output.png:
-        return output.png_response(images, columns=len(images))
-    return json_response(
-        {
-            "images": [output.b64(image) for image in images],
-            "latents": latents.tolist(),
-            "t": t.tolist(),
-        }
-    )
+        return output.png_response(path, columns=len(path))
+    answer = {"images": [output.b64(image) for image in path], "latents": latents.tolist(), "t": t.tolist()}
+    return json_response({k: v for k, v in answer.items() if k in want} if output.fields_text else answer)
+
+
+# -- pieces of the routes --------------------------------------------------------------------------------------
+
+
+def checked_array_field(call: ModelCall, arrays: tuple[str, ...], valid: tuple[str, ...]) -> str:
+    """The one field an application/x-npy answer holds (for a JSON answer, the `fields` are checked instead),
+    checked before any work is done."""
+    if call.output.png:
+        raise ApiError(406, f"a .npy request is answered with {JSON} or {NPY}, not {PNG}")
+    if not call.output.npy:
+        call.output.fields(valid)
+        return arrays[0]
+    field = call.output.array_field(arrays, valid)
+    if field == "logvar" and call.model.kind != "vae":
+        raise ApiError(422, f"fields: logvar belongs to a VAE's answer; {call.model.name} is an auto-encoder")
+    return field
+
+
+async def read_bulk(request: Request, call: ModelCall, what: str) -> tuple[np.ndarray, Release]:
+    """The `.npy` body as float32 images in [0, 1] or latents, checked, holding one of the bulk slots."""
+    if what == "images":
+        convert = images_from_npy
+    else:
+        convert = partial(latents_from_npy, latent_dim=call.model.latent_dim, limit=LATENT_LIMIT)
+    max_rows = call.settings.max_bulk
+    return await read_npy(request, call.service.bulk_slots, what=what, max_rows=max_rows, convert=convert)
+
+
+def bulk_chunk(call: ModelCall) -> int:
+    """Rows per chunk of a bulk request: a few micro-batches, so single requests still get their turn."""
+    return 4 * call.settings.microbatch_max_size
 
 
 # -- operations ------------------------------------------------------------------------------------------------
@@ -321,51 +469,3 @@ async def readyz(service: ServiceDep) -> Response:
 async def metrics() -> Response:
     content, media_type = metrics_text()
     return Response(content, media_type=media_type)
-
-
-# -- pieces of the routes --------------------------------------------------------------------------------------
-
-
-def corruption_plan(spec: CorruptionSpec | None) -> CorruptionPlan | None:
-    if spec is None:
-        return None
-    occlusion = None
-    rectangle = None
-    if spec.occlusion is not None:
-        o = spec.occlusion
-        occlusion = Occlusion(area=OcclusionSpec.as_range(o.area), aspect=OcclusionSpec.as_range(o.aspect), fill=o.fill)
-        if o.rectangle is not None:
-            rectangle = (o.rectangle.top, o.rectangle.left, o.rectangle.height, o.rectangle.width)
-    noise = GaussianNoise(mean=spec.noise.mean, std=spec.noise.std) if spec.noise is not None else None
-    seed = spec.seed if spec.seed is not None else secrets.randbits(63)
-    return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
-
-
-def applied_corruption(plan: CorruptionPlan | None, rectangle: tuple[int, int, int, int] | None) -> dict | None:
-    if plan is None:
-        return None
-    applied: dict[str, Any] = {"seed": plan.seed, "noise": None, "occlusion": None}
-    if plan.noise is not None:
-        applied["noise"] = {"mean": plan.noise.mean, "std": plan.noise.std}
-    if plan.occlusion is not None and rectangle is not None:
-        top, left, height, width = rectangle
-        applied["occlusion"] = {"top": top, "left": left, "height": height, "width": width, "fill": plan.occlusion.fill}
-    return applied
-
-
-async def path_ends(call: ModelCall, ends: dict[str, PathEnd]) -> list[np.ndarray]:
-    """Each end as a latent: a centroid, the latent given, or the encoding of the image given."""
-    latents: dict[str, np.ndarray] = {}
-    images: dict[str, ImageSource] = {}
-    for name, end in ends.items():
-        if end.digit is not None:
-            latents[name] = call.model.centroids_cpu[end.digit].numpy()
-        elif end.latent is not None:
-            latents[name] = np.asarray(end.latent, dtype=np.float32)
-        else:
-            images[name] = ImageSource.of(end)
-    if images:
-        arrays = await load_images(list(images.values()), call.settings, list(images))
-        for name, encoding in zip(images, await call.engine.encode(call.model, arrays), strict=True):
-            latents[name] = encoding.latent
-    return [latents[name] for name in ends]

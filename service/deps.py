@@ -1,18 +1,19 @@
 """What the routes are given, one dependency each: the running service, or the model named in the path
-together with the service and how to answer (JSON or PNG). One dependency per route keeps the per-request
-cost of FastAPI's dependency solving low."""
+together with the service and how to answer (JSON, PNG or .npy; which `fields`). One dependency per route keeps
+the per-request cost of FastAPI's dependency solving low."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 
+from service.arrays import BulkSlots
 from service.errors import ApiError
 from service.inference import InferenceEngine
-from service.registry import MODEL_NAME_PATTERN, Registry, ServedModel
-from service.render import BASE64_IMAGE_OUTPUT, ImageOutput, choose_image_output, require_json_accepted
+from service.registry import MODEL_NAME_PATTERN, NoJudge, Registry, ServedJudge, ServedModel, UnknownModel
+from service.render import BASE64_IMAGE_OUTPUT, JSON, NPY, ImageOutput, choose_image_output, require_json_accepted
 from service.settings import Settings
 
 
@@ -23,6 +24,10 @@ class Service:
     settings: Settings
     registry: Registry
     engine: InferenceEngine
+    bulk_slots: BulkSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bulk_slots = BulkSlots(self.settings.max_concurrent_bulk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,22 @@ class ModelCall:
     def validation_context(self) -> dict[str, Any]:
         """The validation context for request bodies: the caps, and the model's latent size."""
         return {"settings": self.service.settings, "latent_dim": self.model.latent_dim}
+
+
+def served_model(service: Service, name: str) -> ServedModel:
+    """The model named in the path, or 404 listing the known ones."""
+    try:
+        return service.registry.get(name)
+    except UnknownModel as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+def served_judge(service: Service) -> ServedJudge:
+    """The digit classifier, or 404 saying that none is served."""
+    try:
+        return service.registry.get_judge()
+    except NoJudge as exc:
+        raise ApiError(404, str(exc)) from None
 
 
 def running_service(request: Request) -> Service:
@@ -70,6 +91,15 @@ ModelName = Annotated[
 Upscale = Annotated[
     int, Query(ge=1, le=64, description="each pixel becomes an upscale x upscale block (at most max_upscale)")
 ]
+Fields = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="the top-level fields of the answer to compute and send, comma-separated (e.g. `loss,latent`); "
+        "default: all. For a batch, the fields of each result; for an `application/x-npy` answer, the one array to "
+        "send. Images not asked for are never encoded. An unknown field is a 422 naming the valid ones.",
+    ),
+]
 
 
 async def get_service(request: Request) -> Service:
@@ -85,17 +115,28 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     """For routes that answer JSON only."""
     require_json_accepted(request)
     service = running_service(request)
-    return ModelCall(service, service.registry.get(name), BASE64_IMAGE_OUTPUT)
+    return ModelCall(service, served_model(service, name), BASE64_IMAGE_OUTPUT)
 
 
-async def get_image_model_call(request: Request, name: ModelName, upscale: Upscale = 1) -> ModelCall:
-    """For routes that answer images: as base64 in JSON, or (Accept: image/png) as the PNG itself."""
+async def get_image_model_call(
+    request: Request, name: ModelName, upscale: Upscale = 1, fields: Fields = None
+) -> ModelCall:
+    """For routes that answer images: as base64 in JSON, (Accept: image/png) as the PNG itself, or
+    (Accept: application/x-npy) as an array."""
     service = running_service(request)
-    output = choose_image_output(request, upscale, service.settings.max_upscale)
-    return ModelCall(service, service.registry.get(name), output)
+    output = choose_image_output(request, upscale, service.settings.max_upscale, fields)
+    return ModelCall(service, served_model(service, name), output)
+
+
+async def get_array_model_call(request: Request, name: ModelName, fields: Fields = None) -> ModelCall:
+    """For routes that answer numbers only: JSON, or (Accept: application/x-npy) an array."""
+    service = running_service(request)
+    output = choose_image_output(request, 1, 1, fields, offers=(JSON, NPY))
+    return ModelCall(service, served_model(service, name), output)
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 JsonServiceDep = Annotated[Service, Depends(get_json_service)]
 JsonModelCall = Annotated[ModelCall, Depends(get_json_model_call)]
 ImageModelCall = Annotated[ModelCall, Depends(get_image_model_call)]
+ArrayModelCall = Annotated[ModelCall, Depends(get_array_model_call)]

@@ -78,10 +78,29 @@ INTERPOLATE_EXAMPLES = _examples(
 )
 
 
+RAW_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+NPY_IMAGES = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "a .npy file (numpy.save) of N x 28 x 28 images, uint8 (0-255) or float32 (0-1), already laid out "
+    "like MNIST (used as given, like `pixels`); N up to max_bulk. Answered in chunks, streamed: JSON `results`, or "
+    "with `Accept: application/x-npy` one array (see `fields`).",
+}
+NPY_LATENTS = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "a .npy file of N x latent_dim float32 latents; N up to max_bulk. Answered in chunks, streamed.",
+}
+
+
 def request_body(
-    model: type[BaseModel], examples: dict[str, Any], form_fields: dict[str, str] | None = None
+    model: type[BaseModel],
+    examples: dict[str, Any],
+    form_fields: dict[str, str] | None = None,
+    *,
+    raw_images: bool = False,
+    npy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`openapi_extra` for a route reading `model` as JSON, and (with `form_fields`) a multipart upload."""
+    """`openapi_extra` for a route reading `model` as JSON, (with `form_fields`) a multipart upload, (with
+    `raw_images`) the image itself as the body, and (with `npy`) a .npy array."""
     content: dict[str, Any] = {
         "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}, "examples": examples}
     }
@@ -98,7 +117,48 @@ def request_body(
         content["multipart/form-data"] = {
             "schema": {"type": "object", "properties": properties, "required": ["file"], "additionalProperties": False},
         }
+    if raw_images:
+        for kind in ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp"):
+            content[kind] = RAW_IMAGE
+    if npy is not None:
+        content["application/x-npy"] = npy
     return {"requestBody": {"required": True, "content": content}}
+
+
+def document_fields(openapi: dict[str, Any], fields_by_path: dict[str, tuple[str, ...]]) -> None:
+    """Name each operation's valid `fields` in its parameter, and let its JSON answer be trimmed: beside each
+    result schema, the same schema with no field required (`...Fields`), which is what `fields` answers."""
+    schemas = openapi["components"]["schemas"]
+    for path, valid in fields_by_path.items():
+        for operation in openapi["paths"].get(path, {}).values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "fields":
+                    parameter["description"] += f" This answer's fields: {', '.join(valid)}."
+                    parameter["example"] = ",".join(valid[:2])
+            json_answer = operation["responses"]["200"]["content"]["application/json"]
+            answer = json_answer["schema"]
+            branches = answer.pop("anyOf", None) or [dict(answer)]
+            answer.clear()
+            answer["anyOf"] = branches + [_trimmed(schemas, branch) for branch in branches]
+
+
+def _trimmed(schemas: dict[str, Any], schema: Any) -> Any:
+    """`schema` with every result model (`...Result`) it refers to replaced by its copy without `required`."""
+    if isinstance(schema, list):
+        return [_trimmed(schemas, item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref", "")
+    name = ref.rsplit("/", 1)[-1]
+    if name.endswith("Result"):
+        trimmed = f"{name}Fields"
+        if trimmed not in schemas:
+            copy = {key: _trimmed(schemas, value) for key, value in schemas[name].items() if key != "required"}
+            copy["title"] = trimmed
+            copy["description"] = f"{name} trimmed by `fields`: only the fields named."
+            schemas[trimmed] = copy
+        return {**schema, "$ref": _REF.format(model=trimmed)}
+    return {key: _trimmed(schemas, value) for key, value in schema.items()}
 
 
 def add_request_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
@@ -175,11 +235,14 @@ INTERPOLATE_RESPONSE = {
 }
 
 
-def ok_response(example: Any, *, png: str | None = None) -> dict[int | str, dict[str, Any]]:
-    """The 200 answer's example, and (`png`) the image/png alternative it offers."""
+def ok_response(example: Any, *, png: str | None = None, npy: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's example, and (`png`, `npy`) the image/png and application/x-npy alternatives it offers."""
     content: dict[str, Any] = {"application/json": {"example": example}}
-    description = "The result as JSON; images are base64 PNG strings."
+    description = "The result as JSON; images are base64 PNG strings. `fields` trims it to the fields named."
     if png is not None:
         content["image/png"] = {"schema": {"type": "string", "contentMediaType": "image/png"}}
         description += f" With `Accept: image/png`: {png}"
+    if npy is not None:
+        content["application/x-npy"] = {"schema": {"type": "string", "format": "binary"}}
+        description += f" With `Accept: application/x-npy`: {npy}"
     return {200: {"description": description, "content": content}}

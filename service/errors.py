@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Send
 
 from service.imaging import ImageInputError
 
@@ -87,6 +88,16 @@ def error_response(
     request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
     body = error_body(code, message, detail, request_id)
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+async def send_error(send: Send, status: int, message: str, request_id: Any, close: bool = False) -> None:
+    """The error envelope sent straight through ASGI, for middleware that answers before the app runs."""
+    body = error_body(CODES.get(status, "error"), message, request_id=request_id)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # -- turning problems into ApiError -------------------------------------------------------------------

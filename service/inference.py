@@ -9,7 +9,8 @@ requests all take the same path. Images are float32 (28, 28) in [0, 1]; latents 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +25,7 @@ from models.losses import bce_per_image, mse_per_image, vae_terms
 from models.networks import SIDE, VariationalAutoEncoder
 from service.batching import MicroBatcher
 from service.registry import Registry, ServedJudge, ServedModel
+from service.schemas import CorruptionSpec, OcclusionSpec, PathEnd
 from service.settings import Settings
 
 
@@ -205,6 +207,23 @@ def sample_latents(model: ServedModel, digit: int | None, sigma: float, n: int, 
     return (model.centroids_cpu[digit] + sigma * noise).numpy()
 
 
+async def path_ends(
+    engine: InferenceEngine, model: ServedModel, ends: Mapping[str, PathEnd], images: Mapping[str, np.ndarray]
+) -> list[np.ndarray]:
+    """Each end as a latent: a digit's centroid, the latent given, or the encoding of its image (`images`, by
+    end name, holds the decoded image of every end that `is_image`)."""
+    latents: dict[str, np.ndarray] = {}
+    for name, end in ends.items():
+        if end.digit is not None:
+            latents[name] = model.centroids_cpu[end.digit].numpy()
+        elif end.latent is not None:
+            latents[name] = np.asarray(end.latent, dtype=np.float32)
+    if images:
+        encodings = await engine.encode(model, list(images.values()))
+        latents |= {name: encoding.latent for name, encoding in zip(images, encodings, strict=True)}
+    return [latents[name] for name in ends]
+
+
 def straight_path(start: np.ndarray, end: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """`steps` evenly spaced points from start to end, both included exactly: (t, latents)."""
     t = torch.linspace(0.0, 1.0, steps)
@@ -215,6 +234,9 @@ def straight_path(start: np.ndarray, end: np.ndarray, steps: int) -> tuple[np.nd
 # -- corruption for /reconstruct ----------------------------------------------------------------------
 
 
+Rectangle = tuple[int, int, int, int]  # (top, left, height, width)
+
+
 @dataclass(frozen=True, slots=True)
 class CorruptionPlan:
     """What to do to a clean image; `seed` makes it reproducible with models.corruptions."""
@@ -222,10 +244,36 @@ class CorruptionPlan:
     seed: int
     noise: GaussianNoise | None = None
     occlusion: Occlusion | None = None
-    rectangle: tuple[int, int, int, int] | None = None  # (top, left, height, width); drawn when None
+    rectangle: Rectangle | None = None  # drawn when None
 
 
-def corrupt(clean: np.ndarray, plan: CorruptionPlan) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def corruption_plan(spec: CorruptionSpec | None) -> CorruptionPlan | None:
+    """The request's corruption as a plan (its seed drawn when absent), or None for a clean reconstruction."""
+    if spec is None:
+        return None
+    occlusion = None
+    rectangle = None
+    if spec.occlusion is not None:
+        o = spec.occlusion
+        occlusion = Occlusion(area=OcclusionSpec.as_range(o.area), aspect=OcclusionSpec.as_range(o.aspect), fill=o.fill)
+        if o.rectangle is not None:
+            rectangle = (o.rectangle.top, o.rectangle.left, o.rectangle.height, o.rectangle.width)
+    noise = GaussianNoise(mean=spec.noise.mean, std=spec.noise.std) if spec.noise is not None else None
+    seed = spec.seed if spec.seed is not None else secrets.randbits(63)
+    return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
+
+
+def corrupt_all(
+    images: list[np.ndarray], plan: CorruptionPlan | None
+) -> tuple[list[np.ndarray], list[Rectangle | None]]:
+    """What the model sees for each clean image, and the occlusion rectangle used for each (if any)."""
+    if plan is None:
+        return images, [None] * len(images)
+    corrupted = [corrupt(image, plan) for image in images]
+    return [seen for seen, _ in corrupted], [rectangle for _, rectangle in corrupted]
+
+
+def corrupt(clean: np.ndarray, plan: CorruptionPlan) -> tuple[np.ndarray, Rectangle | None]:
     """The image the model will see, and the occlusion rectangle used (if any).
 
     Occlusion first, then noise; both draw from `plan.seed`, exactly as

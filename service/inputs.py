@@ -1,6 +1,7 @@
-"""Reading request bodies: JSON (strictly validated) or a multipart upload, and images into arrays.
+"""Reading request bodies: JSON (strictly validated), a multipart upload, or the image itself
+(`Content-Type: image/png`, ...), and images into arrays.
 
-The body cap is enforced while the body streams in (see `observability.BodyLimitMiddleware`);
+The body cap is enforced while the body streams in (see `body_limit.BodyLimitMiddleware`);
 here the bytes are parsed. Every problem becomes an `ApiError` with the status the API promises:
 415 for a wrong Content-Type, 422 for an empty, malformed or invalid body.
 """
@@ -28,6 +29,15 @@ ImageModel = TypeVar("ImageModel", bound=ImageRequest)
 
 INLINE_DECODE_BYTES = 64 * 1024  # larger images are decoded in a worker thread, off the event loop
 UPLOAD_FIELD = "file"
+# A raw body's media type -> the format Pillow must find in it.
+RAW_IMAGE_TYPES = {
+    "image/png": "PNG",
+    "image/jpeg": "JPEG",
+    "image/bmp": "BMP",
+    "image/x-ms-bmp": "BMP",
+    "image/gif": "GIF",
+    "image/webp": "WEBP",
+}
 
 
 def media_type(request: Request) -> str:
@@ -70,6 +80,7 @@ class ImageSource:
     pixels: list[list[float]] | None = None
     scale: str | None = None
     upload: bytes | None = None
+    declared: str | None = None  # a raw body's media type: the image must be of that format
 
     @classmethod
     def of(cls, item: ImageItem | PathEnd) -> ImageSource:
@@ -94,10 +105,14 @@ async def read_image_request(
         return body, [ImageSource.of(item) for item in body.items]
     if kind == "multipart/form-data":
         return await _read_multipart(request, model, context, form_fields)
+    if kind in RAW_IMAGE_TYPES:
+        raw = cast(ImageModel, model.model_construct())  # no fields: the body is the image
+        return raw, [ImageSource(upload=await request.body(), declared=kind)]
     raise ApiError(
         415,
-        "send 'Content-Type: application/json' (image as base64 or pixels) or 'multipart/form-data' "
-        f"(the image file in the field '{UPLOAD_FIELD}'); got {kind or 'no Content-Type'}",
+        "send 'Content-Type: application/json' (image as base64 or pixels), 'multipart/form-data' "
+        f"(the image file in the field '{UPLOAD_FIELD}'), the image itself ('Content-Type: image/png', "
+        f"'image/jpeg', ...) or an array ('application/x-npy'); got {kind or 'no Content-Type'}",
     )
 
 
@@ -165,6 +180,9 @@ def _decode(source: ImageSource, settings: Settings) -> np.ndarray:
     limits = {"max_bytes": settings.max_upload_bytes, "max_pixels": settings.max_image_pixels}
     if source.upload is not None:
         image = decode_image(source.upload, **limits)
+        if source.declared is not None and image.format != RAW_IMAGE_TYPES[source.declared]:
+            found = f"the body is a {image.format} image but its Content-Type says {source.declared}"
+            raise ImageInputError(415, f"{found}; send the type it is")
     else:
         image = decode_base64_image(source.text or "", **limits)
     return preprocess(image)

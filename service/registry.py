@@ -22,7 +22,6 @@ import torch
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.device import resolve_device
 from models.networks import AUTOENCODER_KINDS, AutoEncoderNetwork, autoencoder
-from service.errors import ApiError
 
 log = logging.getLogger("digitae.registry")
 
@@ -32,6 +31,23 @@ _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 class StartupError(Exception):
     """The service cannot start as configured; the message says why and what to do."""
+
+
+class UnknownModel(LookupError):
+    """No served model has this name; the message lists the known ones (the API answers 404)."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        shown = name if len(name) <= 64 else name[:64] + "…"
+        super().__init__(f"unknown model {shown!r}; known models: {', '.join(known) or '(none)'}")
+        self.name = name
+        self.known = known
+
+
+class NoJudge(LookupError):
+    """No digit classifier is served (the API answers 404)."""
+
+    def __init__(self) -> None:
+        super().__init__("no digit classifier is being served: add a 'classifier' checkpoint to the models")
 
 
 @dataclass
@@ -72,18 +88,16 @@ class Registry:
 
     def get_judge(self) -> ServedJudge:
         if self.judge is None:
-            raise ApiError(404, "no digit classifier is being served: add a 'classifier' checkpoint to the models")
+            raise NoJudge()
         return self.judge
 
     skipped: dict[str, str] = field(default_factory=dict)  # folder -> problem
 
     def get(self, name: str) -> ServedModel:
-        """The named model, or a 404 that lists the known ones (names never touch the filesystem)."""
+        """The named model, or `UnknownModel` (names never touch the filesystem)."""
         model = self.models.get(name) if _MODEL_NAME.match(name) else None
         if model is None:
-            known = ", ".join(self.models) or "(none)"
-            shown = name if len(name) <= 64 else name[:64] + "…"
-            raise ApiError(404, f"unknown model {shown!r}; known models: {known}")
+            raise UnknownModel(name, list(self.models))
         return model
 
 

@@ -278,6 +278,11 @@ class PathEnd(RequestModel):
             raise ValueError("'pixels' and 'scale' go together")
         return self
 
+    @property
+    def is_image(self) -> bool:
+        """True when this end is an image (to encode), not a digit or a latent."""
+        return self.image is not None or self.pixels is not None
+
 
 class InterpolateRequest(RequestModel):
     start: PathEnd = Field(alias="from", description="where the path starts")

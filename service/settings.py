@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,9 +15,11 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
+from models.networks import SIDE
 
 MiB = 1024 * 1024
 JSON_OVERHEAD_BYTES = 64 * 1024  # room for the JSON (or multipart) around one image at the upload cap
+NPY_HEADER_BYTES = 4096  # room for a .npy header (numpy writes 128 bytes for the arrays the service takes)
 
 
 class Settings(BaseSettings):
@@ -25,7 +28,11 @@ class Settings(BaseSettings):
     models_dir: Path = Field(DEFAULT_CHECKPOINTS_DIR, description="folder of checkpoint folders to serve")
     host: str = Field("127.0.0.1", description="address uvicorn binds")
     port: int = Field(8000, ge=0, le=65535, description="port uvicorn binds")
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes, each with its own copy of the models")
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        1,
+        description="uvicorn worker processes, each with its own copy of the models; auto = one per CPU core the "
+        "process may use (a container's CPU limit included)",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu")
     torch_threads: int = Field(
         1, ge=1, le=256, description="torch intra-op threads per worker; 1 leaves a core for the event loop"
@@ -36,6 +43,8 @@ class Settings(BaseSettings):
     max_samples: int = Field(64, ge=1, le=4096, description="largest n for /sample")
     max_sigma: float = Field(100.0, ge=0, le=1e6, description="largest sigma for /sample")
     max_interpolation_steps: int = Field(64, ge=2, le=4096, description="largest steps for /interpolate")
+    max_bulk: int = Field(10_000, ge=1, le=1_000_000, description="most rows in one application/x-npy request")
+    max_concurrent_bulk: int = Field(2, ge=1, le=64, description="application/x-npy requests served at once per worker")
     max_upscale: int = Field(16, ge=1, le=64, description="largest upscale factor for returned images")
     microbatch_enabled: bool = Field(True, description="group concurrent requests into one forward pass")
     microbatch_max_size: int = Field(64, ge=1, le=4096, description="most items in one forward pass")
@@ -76,6 +85,16 @@ class Settings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
     @property
+    def worker_count(self) -> int:
+        """`workers` as a number: `auto` is the CPU cores this process may use (see `usable_cpus`)."""
+        return usable_cpus() if self.workers == "auto" else self.workers
+
+    @property
+    def max_npy_request_bytes(self) -> int:
+        """The cap on an application/x-npy body: `max_bulk` float32 images and the header."""
+        return self.max_bulk * SIDE * SIDE * 4 + NPY_HEADER_BYTES
+
+    @property
     def max_request_bytes(self) -> int:
         """The cap on any request body: one base64 image at the upload cap plus the JSON around it."""
         return math.ceil(self.max_upload_bytes * 4 / 3) + JSON_OVERHEAD_BYTES
@@ -85,3 +104,28 @@ class Settings(BaseSettings):
         values = self.model_dump(mode="json")
         values["api_keys"] = [f"***{len(key)} chars***" for key in self.api_keys]
         return values
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPU cores this process may use: its affinity, capped by a cgroup CPU limit (a container's
+    `--cpus`, Kubernetes' `limits.cpu`), rounded down but at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = _cgroup_cpu_limit(cgroup_root)
+    if limit is not None:
+        cores = min(cores, max(1, math.floor(limit)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_limit(root: Path) -> float | None:
+    """cgroup v2 `cpu.max` ("quota period", or "max period"), else v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None

@@ -248,10 +248,10 @@ CATALOGUE: dict[str, Hostile] = {
         "unsupported_media_type",
         "got application/x-www-form-urlencoded",
     ),
-    "raw PNG bytes": Hostile(
+    "raw bytes of no image type": Hostile(
         "POST",
         ENCODE,
-        {"content": DIGIT_PNG, "headers": {"content-type": "image/png"}},
+        {"content": DIGIT_PNG, "headers": {"content-type": "application/octet-stream"}},
         415,
         "unsupported_media_type",
         "'multipart/form-data' (the image file in the field 'file')",

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,7 +60,9 @@ def test_readme_example_runs(command: str, server: ServerProcess, tmp_path: Path
     failure = f"{command}\nexit {result.returncode}: {result.stderr.decode()}\n{server.log()[-2000:]}"
     assert result.returncode == 0, failure
     written = re.search(r"-o (\S+)", command)
-    if written:  # an image answer: a real PNG
+    if written and written.group(1).endswith(".npy"):  # a bulk answer: one array, a row per input
+        assert np.load(tmp_path / written.group(1), allow_pickle=False).shape[0] == 10
+    elif written:  # an image answer: a real PNG
         assert Image.open(tmp_path / written.group(1)).format == "PNG"
     elif "/metrics" in command:
         assert b"digitae_http_requests_total" in result.stdout
