@@ -18,8 +18,9 @@ from typing import Any
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, JUDGE_NAME, CheckpointError
 from models.networks import KINDS
+from training.config import ARCHITECTURE_FIELDS, SCHEDULES, TrainConfig, default_for, make_config
 from training.data import DataError, Digits, load_digits
-from training.train import SCHEDULES, TrainConfig, TrainResult, default_for, make_config, train
+from training.train import TrainResult, train
 
 DATA_HELP = (
     "training data: a .mat in the report's layout, IDX files (a folder, one file of a pair, or IMAGES,LABELS; "
@@ -30,7 +31,6 @@ TEST_DATA_HELP = (
     "a held-out set in any --data format, measured into the card's metrics.heldout (e.g. ../shared/data/mnist/)"
 )
 OUT_HELP = "folder for the checkpoints (default: models/checkpoints)"
-ARCHITECTURE_FLAGS = ("latent_dim", "channels", "hidden", "batch_norm")
 
 
 def _default_text(name: str, kinds: Sequence[str] = KINDS) -> str:
@@ -169,10 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = [
-        "epochs", "patience", "batch_size", "lr", "schedule", "weight_decay", "augment", "seed", "split_seed",
-        "val_fraction", "test_fraction", "device", "channels", "hidden", "batch_norm",
-    ]  # fmt: skip
+    """Every TrainConfig field a flag sets (None where the flag was not given)."""
+    names = [name for name, _, _ in (*TRAINING_FLAGS, *ARCHITECTURE_FLAG_SPECS)]
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -213,10 +211,10 @@ def _summary(result: TrainResult) -> str:
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     overrides = _overrides(args)
     if args.kind == "classifier":
-        given = [f"--{f.replace('_', '-')}" for f in ARCHITECTURE_FLAGS if getattr(args, f) is not None]
+        given = [f"--{f.replace('_', '-')}" for f in ARCHITECTURE_FIELDS if getattr(args, f) is not None]
         if given:
             parser.error(f"{', '.join(given)} do not apply to --kind classifier")
-        for name in ARCHITECTURE_FLAGS:
+        for name in ARCHITECTURE_FIELDS:
             overrides.pop(name, None)
     elif args.latent_dim is None:
         parser.error(f"--latent-dim is required for --kind {args.kind}")

