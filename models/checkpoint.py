@@ -30,6 +30,7 @@ architecture ({"channels", "hidden", "batch_norm"}; null for the classifier) and
     stopped_early   true when patience ran out before the epoch limit
     wall_time_s     seconds from loading to the saved checkpoint (summed over resumed sessions)
     device          what it trained on ("cpu", "cuda", ...)
+    threads         torch's CPU thread count (the order of floating-point sums; absent in older cards)
     resumed         whether any part came from a resume file
     trained_at      UTC time the checkpoint was written (ISO 8601)
     metrics         {"validation": {...}, "test_split": {...}, "heldout": {...}}
@@ -40,6 +41,7 @@ architecture ({"channels", "hidden", "batch_norm"}; null for the classifier) and
                     kl (nats per image), elbo (= -(recon + kl), one seeded sample of z per image),
                     nearest_centroid_accuracy
         classifier  accuracy, cross_entropy
+    notes           (optional) free text on anything unusual in how the checkpoint was made
 
 Only `kind`, `latent_dim`, `architecture` and `files` are needed to load a checkpoint; the rest
 is provenance. Cards written before the report kept its numbers in reports/metrics.json may

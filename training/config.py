@@ -29,6 +29,7 @@ class TrainConfig:
     channels: tuple[int, int, int] = (8, 16, 32)
     hidden: int = 64
     batch_norm: bool = True
+    beta: float = 1.0  # the VAE's weight on its KL term: a beta-VAE when not 1 (VAE only)
     augment: float = 0.0  # strength of training.augment.random_affine; 0 = none
     epochs: int = 100  # the most epochs; early stopping usually ends sooner
     patience: int = 10  # epochs without a better validation loss before stopping
@@ -55,6 +56,10 @@ class TrainConfig:
         for name in ("epochs", "patience", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+        if self.kind != "vae" and self.beta != 1.0:
+            raise ValueError(f"beta weighs a VAE's KL term; kind {self.kind!r} has none")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.augment >= 0):
             raise ValueError("lr must be positive; weight_decay and augment must not be negative")
         check_fractions(self.val_fraction, self.test_fraction)
@@ -70,6 +75,8 @@ class TrainConfig:
         if self.kind == "classifier":
             for name in ARCHITECTURE_FIELDS:
                 data.pop(name)
+        if self.kind != "vae":
+            data.pop("beta")  # cards (and resume fingerprints) of other kinds stay as they were
         return data
 
 
@@ -113,5 +120,11 @@ def default_for(kind: str, name: str) -> Any:
 
 
 def default_name(config: TrainConfig) -> str:
-    """The checkpoint's name when none is given: `<kind>-<latent_dim>`, or `classifier`."""
-    return JUDGE_NAME if config.kind == "classifier" else f"{config.kind}-{config.latent_dim}"
+    """The checkpoint's name when none is given: `<kind>-<latent_dim>`, `vae-<latent_dim>-b<beta>`, or `classifier`.
+
+    A beta-VAE's name carries its beta (`vae-2-b4`, `vae-6-b0.5`): URL-safe, and never the plain VAE's name.
+    """
+    if config.kind == "classifier":
+        return JUDGE_NAME
+    name = f"{config.kind}-{config.latent_dim}"
+    return name if config.beta == 1.0 else f"{name}-b{config.beta:g}"

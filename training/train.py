@@ -7,10 +7,13 @@ it, and writes the checkpoint `out_dir/name` (models.checkpoint's format). The d
 
 Losses (one number per batch, the mean over its images):
     ae          mean squared error per pixel (the report's loss)
-    vae         recon + kl from models.losses.vae_terms, i.e. -ELBO in nats per image
+    vae         recon + beta * kl from models.losses.vae_terms: -ELBO in nats per image when beta
+                is 1 (the default), a beta-VAE's objective otherwise (Higgins et al. 2017)
     classifier  cross-entropy (the judge, see training/judge.py)
 
-Reproducible: the same config and data give bit-identical weights on CPU. The weights are
+Reproducible: the same config and data give bit-identical weights on the same machine, torch
+build and CPU thread count (the card records `threads`; another count reorders floating-point
+sums, and the run then agrees only to about three significant digits). The weights are
 initialised after torch.manual_seed(seed); the batch order and the augmentation draw from
 their own generator seeded with `seed`; the VAE's sampling and dropout use torch's global
 generator. All three states are saved every epoch (training/resume.py); `resume=True`
@@ -63,23 +66,26 @@ EVAL_SEED = 0  # the VAE's evaluation samples z from this seed, so every epoch i
 # -- losses and measurements -----------------------------------------------------------------
 
 
-def batch_loss(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
-    """The training objective for one batch (see the module docstring)."""
+def batch_loss(model: nn.Module, images: Tensor, labels: Tensor, beta: float = 1.0) -> Tensor:
+    """The training objective for one batch (see the module docstring); `beta` weighs the VAE's KL term."""
     if model.kind == "ae":
         recon, _ = model(images)
         return F.mse_loss(recon, images)
     if model.kind == "vae":
         recon, mu, logvar = model(images)
         terms = vae_terms(recon, images, mu, logvar)
-        return (terms["recon"] + terms["kl"]).mean()
+        return (terms["recon"] + beta * terms["kl"]).mean()
     return F.cross_entropy(model(images), labels)
 
 
 VALIDATION_LOSS = {"ae": "mse", "vae": "elbo", "classifier": "cross_entropy"}
 
 
-def validation_loss(metrics: dict[str, float], kind: str) -> float:
-    """The number early stopping watches: lower is better (-ELBO for the VAE)."""
+def validation_loss(metrics: dict[str, float], kind: str, beta: float = 1.0) -> float:
+    """The number early stopping watches, lower is better: the training objective on the validation split
+    (-ELBO for the VAE, recon + beta * KL for a beta-VAE)."""
+    if kind == "vae" and beta != 1.0:
+        return metrics["recon"] + beta * metrics["kl"]
     value = metrics[VALIDATION_LOSS[kind]]
     return -value if kind == "vae" else value
 
@@ -194,6 +200,7 @@ def train(
         "stopped_early": state.bad_epochs >= config.patience,
         "wall_time_s": round(state.elapsed_s + time.perf_counter() - started, 2),
         "device": str(device),
+        "threads": torch.get_num_threads(),  # CPU threads: bit-identical retraining needs the same count
         "resumed": state.resumed,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": metrics,
@@ -250,7 +257,7 @@ def fit(
         while not state.done:
             model.train()
             train_loss = _train_epoch(model, config, train_x, train_y, optimizer, scheduler, batches)
-            val_loss = validation_loss(evaluate(model, val_x, val_y), config.kind)
+            val_loss = validation_loss(evaluate(model, val_x, val_y), config.kind, config.beta)
             record = _advance(state, model, config, train_loss, val_loss, optimizer.param_groups[0]["lr"])
             save_state(state_file, state, fingerprint, model, optimizer, scheduler, batches, started)
             bar.set_postfix(train=f"{train_loss:.5f}", val=f"{val_loss:.5f}", best=state.best_epoch)
@@ -284,7 +291,7 @@ def _train_epoch(
     for start in range(0, len(images), config.batch_size):
         index = order[start : start + config.batch_size]
         x = random_affine(images[index], config.augment, generator)
-        loss = batch_loss(model, x, labels[index])
+        loss = batch_loss(model, x, labels[index], config.beta)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
