@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from models.corruptions import GaussianNoise, Occlusion
 from models.losses import kl_to_standard_normal, mse_per_image
-from models.networks import NUM_DIGITS, SIDE, autoencoder
+from models.networks import NUM_DIGITS, SIDE, VariationalAutoEncoder, autoencoder
 from training.judge import judge
 
 BATCH_SIZE = 1000
@@ -69,7 +69,9 @@ def reconstruction_mse(model: nn.Module, inputs: Tensor, targets: Tensor | None 
 
 def kl_per_image(model: nn.Module, images: Tensor) -> Tensor:
     """A VAE's KL(q(z|x) || N(0, I)) for each image, in nats."""
-    return batched(lambda x: kl_to_standard_normal(*model.encode(x)), images)
+    network = autoencoder(model)
+    assert isinstance(network, VariationalAutoEncoder)  # only a VAE has a KL term
+    return batched(lambda x: kl_to_standard_normal(*network.encode(x)), images)
 
 
 def corrupted_inputs(images: Tensor, occlusion: Occlusion, noise: GaussianNoise, seed: int) -> dict[str, Tensor]:
@@ -183,7 +185,14 @@ def gaussian_latents(mean: Tensor, cov: Tensor, n: int, seed: int) -> Tensor:
 def judge_features(classifier: nn.Module, images: Tensor) -> Tensor:
     """The judge's penultimate-layer activations (N, 128): every layer of its `net` but the last (logits)."""
     classifier.eval()
-    return batched(classifier.net[:-1], images)
+    return batched(_layers(classifier)[:-1], images)
+
+
+def _layers(classifier: nn.Module) -> nn.Sequential:
+    """The judge's layers in order (models.networks.DigitClassifier keeps them in `net`)."""
+    net = classifier.net
+    assert isinstance(net, nn.Sequential)
+    return net
 
 
 def feature_statistics(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +225,7 @@ def generation_scores(
 ) -> dict[str, float]:
     """How a generator's images fare with the judge: confident share, digit entropy, Fréchet distance."""
     features = judge_features(classifier, images)
-    confidence, digits = classifier.net[-1](features).softmax(dim=1).max(dim=1)  # the logits from the features
+    confidence, digits = _layers(classifier)[-1](features).softmax(dim=1).max(dim=1)  # the logits from the features
     return {
         "confident": float((confidence >= CONFIDENT).float().mean()),
         "entropy_bits": digit_entropy(digits),

@@ -131,6 +131,16 @@ class Findings:
         return sorted(self.autoencoders, key=lambda n: (self.autoencoders[n].latent_dim, self.autoencoders[n].kind))
 
 
+def centroids_of(ckpt: Checkpoint) -> Tensor:
+    assert ckpt.centroids is not None  # load_checkpoint refuses an auto-encoder without them
+    return ckpt.centroids
+
+
+def spread_of(ckpt: Checkpoint) -> Tensor:
+    assert ckpt.spread is not None  # stored beside the centroids
+    return ckpt.spread
+
+
 def measure(models_dir: Path, data: str | None, test_data: str | None, seed: int = 0) -> Findings:
     """Load the checkpoints and the evaluation set, run every experiment, return the findings."""
     models_dir = Path(models_dir)
@@ -182,7 +192,7 @@ def evaluation_set(
         digits = load_digits(test_data)
         return _subset(digits, np.arange(len(digits)), f"`{test_data}`, every image")
     digits = load_digits(data)
-    settings = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
+    settings: dict[str, Any] = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
     recorded = next((c.card["split"] for c in trained if isinstance(c.card.get("split"), dict)), None)
     if recorded is None:
         notes.append("No card records its split: the internal test split uses `split_indices`' defaults.")
@@ -265,7 +275,7 @@ def measure_centroid_samples(f: Findings) -> None:
             fractions: list[list[float]] = []
             for seed in f.seeds():
                 samples = ex.sample_around_centroids(
-                    ckpt.network, ckpt.centroids, sigmas, SAMPLES_PER_DIGIT, seed + 2, scales[reading]
+                    ckpt.network, centroids_of(ckpt), sigmas, SAMPLES_PER_DIGIT, seed + 2, scales[reading]
                 )
                 if name in shown and reading == "absolute" and seed == f.seed:
                     f.centroid_samples[name] = samples
@@ -289,8 +299,8 @@ def measure_paths(f: Findings) -> None:
     judge = f.judge.network if f.judge is not None else None
     for name in flat:
         ckpt = f.autoencoders[name]
-        first, second = ex.farthest_centroid_pair(ckpt.centroids)
-        points = ex.straight_path(ckpt.centroids[first], ckpt.centroids[second], PATH_STEPS)
+        first, second = ex.farthest_centroid_pair(centroids_of(ckpt))
+        points = ex.straight_path(centroids_of(ckpt)[first], centroids_of(ckpt)[second], PATH_STEPS)
         decoded = ex.decode(ckpt.network, points)
         verdicts = ex.judge(judge, decoded) if judge is not None else None
         codes = ex.embed(ckpt.network, f.evaluation.images)
@@ -300,11 +310,11 @@ def measure_paths(f: Findings) -> None:
         return
     for name in f.paired_order():
         ckpt = f.autoencoders[name]
-        pair_images = ex.decode(ckpt.network, ex.all_centroid_paths(ckpt.centroids, PAIR_PATH_STEPS))
+        pair_images = ex.decode(ckpt.network, ex.all_centroid_paths(centroids_of(ckpt), PAIR_PATH_STEPS))
         f.metrics[name]["confident_on_centroid_paths"] = ex.confident_fraction(judge, pair_images)
         unit = f.scales[name].unit
         f.metrics[name]["path_smoothness"] = ex.path_smoothness(
-            ckpt.network, judge, ckpt.centroids, unit, SMOOTHNESS_STEPS
+            ckpt.network, judge, centroids_of(ckpt), unit, SMOOTHNESS_STEPS
         )
         if name in f.paths:
             f.metrics[name]["confident_on_path"] = ex.confident_fraction(judge, f.paths[name].decoded)
@@ -318,15 +328,17 @@ def measure_scales(f: Findings, data: str | None) -> None:
     digits = load_digits(data)
     images, _ = digits.tensors()
     for name, ckpt in f.autoencoders.items():
-        recorded = ckpt.card.get("split") if isinstance(ckpt.card.get("split"), dict) else {}
-        settings = {k: recorded.get(k, d) for k, d in (("seed", 0), ("val_fraction", 0.1), ("test_fraction", 0.1))}
+        recorded = ckpt.card.get("split")
+        recorded = recorded if isinstance(recorded, dict) else {}
+        defaults: tuple[tuple[str, Any], ...] = (("seed", 0), ("val_fraction", 0.1), ("test_fraction", 0.1))
+        settings: dict[str, Any] = {k: recorded.get(k, d) for k, d in defaults}
         train_images = images[torch.as_tensor(split_indices(len(digits), **settings).train)]
         if f.training_images is None:
             f.training_images = train_images
         codes = ex.embed(ckpt.network, train_images)
-        f.scales[name] = ModelScales(ckpt.spread, codes.std(dim=0), ex.fit_gaussian(codes))
+        f.scales[name] = ModelScales(spread_of(ckpt), codes.std(dim=0), ex.fit_gaussian(codes))
         f.metrics[name]["global_latent_std"] = codes.std(dim=0).tolist()
-        f.metrics[name]["mean_within_digit_spread"] = float(ckpt.spread.mean())
+        f.metrics[name]["mean_within_digit_spread"] = float(spread_of(ckpt).mean())
         if ckpt.kind == "vae":
             config = ckpt.card.get("config")
             f.metrics[name]["beta"] = float(config.get("beta", 1.0)) if isinstance(config, dict) else 1.0
@@ -345,7 +357,7 @@ def measure_generation(f: Findings) -> None:
     if f.training_images is not None:  # real digits that are not the evaluation set: the floor to compare with
         f.reference = {"training": ex.generation_scores(judge, f.training_images, reference)}
     for name, ckpt in f.autoencoders.items():
-        dim = ckpt.latent_dim
+        dim = ckpt.latent_dim or 0  # an auto-encoder always has one
         # Each model's own source: the VAE's prior, the AE's fitted Gaussian (the judge makes this the cost).
         sources = {"fitted": f.scales[name].fitted}
         if ckpt.kind == "vae":
@@ -370,7 +382,7 @@ def measure_recognition(f: Findings) -> None:
     for name in f.paired_order():
         ckpt = f.autoencoders[name]
         f.metrics[name]["nearest_centroid_accuracy"] = nearest_centroid_accuracy(
-            ckpt.network, ckpt.centroids, images, labels
+            ckpt.network, centroids_of(ckpt), images, labels
         )
     if f.judge is not None:
         f.metrics[JUDGE_NAME]["test_accuracy"] = ex.judge_accuracy(f.judge.network, images, labels)

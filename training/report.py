@@ -33,6 +33,7 @@ from training.findings import (
     SMOOTHNESS_STEPS,
     Findings,
     ReportError,
+    centroids_of,
     measure,
 )
 
@@ -169,7 +170,7 @@ def latent_dim_section(doc: Document, f: Findings) -> None:
     autoencoders, metrics = f.autoencoders, f.metrics
     rows = []
     for name, ckpt in autoencoders.items():
-        theirs = REPORT_TEST_LOSS.get(ckpt.latent_dim) if ckpt.kind == "ae" else None
+        theirs = REPORT_TEST_LOSS.get(ckpt.latent_dim or 0) if ckpt.kind == "ae" else None  # an ae has a latent_dim
         rows.append([f"`{name}`", str(ckpt.latent_dim), f"{metrics[name]['test_mse']:.4f}", _fmt(theirs, "{:.4f}")])
     doc.add("## 1. Test loss against the latent dimension (report's Fig. 1)")
     doc.table(["model", "latent dim", "test MSE", "report (≈50k training images)"], rows)
@@ -282,9 +283,9 @@ def centroid_samples_section(doc: Document, f: Findings) -> None:
         "centroids are the mean training encodings stored with each checkpoint. Rows: digits; columns: sigma; "
         f"{SHOWN_PER_CELL} samples a cell.",
     )
-    sigmas = ", ".join(f"{s:g}" for s in ex.REPORT_SIGMAS)
+    listed = ", ".join(f"{s:g}" for s in ex.REPORT_SIGMAS)
     for name, samples in f.centroid_samples.items():
-        caption = f"{name}: decoded samples around each digit's centroid, sigma = {sigmas}."
+        caption = f"{name}: decoded samples around each digit's centroid, sigma = {listed}."
         doc.figure(_centroid_grid(samples), f"centroid-samples-{name}.png", caption)
 
     doc.add(
@@ -339,7 +340,7 @@ def _pairs(f: Findings) -> list[tuple[str, str]]:
     """(AE, VAE) of equal latent dimension, the plain (beta 1) VAEs only."""
     return [
         (f"ae-{d}", f"vae-{d}")
-        for d in sorted({c.latent_dim for c in f.autoencoders.values()})
+        for d in sorted({c.latent_dim or 0 for c in f.autoencoders.values()})
         if f"ae-{d}" in f.autoencoders and f"vae-{d}" in f.autoencoders
     ]
 
@@ -415,7 +416,7 @@ def latent_maps_section(doc: Document, f: Findings) -> None:
     for name, path in f.paths.items():
         first, second = path.first, path.second
         map_caption = f"{name}: encodings of the evaluation set; the path from digit {first}'s centroid to {second}'s."
-        centroids = f.autoencoders[name].centroids
+        centroids = centroids_of(f.autoencoders[name])
         latent_map = _latent_map(name, path.codes, evaluation.labels, centroids, path.points)
         doc.figure(latent_map, f"latent-map-{name}.png", map_caption)
         strip_caption = f"{name}: images decoded along the path (the judge's digit and confidence above each)."
@@ -464,7 +465,7 @@ def _latent_map(name: str, codes: Tensor, labels: Tensor, centroids: Tensor, pat
     ax = fig.add_subplot()
     dots = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=3, alpha=0.6)
     for digit in range(NUM_DIGITS):
-        ax.annotate(str(digit), centroids[digit].tolist(), fontsize=11, weight="bold", ha="center", va="center",
+        ax.annotate(str(digit), tuple(centroids[digit].tolist()), fontsize=11, weight="bold", ha="center", va="center",
                     bbox={"boxstyle": "circle", "fc": "white", "alpha": 0.6})  # fmt: skip
     ax.plot(path[:, 0], path[:, 1], "k*", markersize=11, label="sampled points")
     fig.colorbar(dots, ax=ax, ticks=range(NUM_DIGITS), label="digit")

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from models.checkpoint import load_checkpoint, sha256_of
 from models.losses import vae_terms
-from models.networks import NUM_DIGITS, build_model
+from models.networks import NUM_DIGITS, Architecture, AutoEncoder, build_model
 from tests.support import REPO_ROOT
 from training import experiments as ex
 from training.config import default_name, make_config
@@ -67,10 +67,11 @@ def test_the_committed_beta_vaes_record_their_beta() -> None:
 # -- the measures --------------------------------------------------------------------------------
 
 
-class Linear2D(nn.Module):
+class Linear2D(AutoEncoder):
     """A stand-in decoder: z (2-D) -> an image whose first two pixels are z (known jumps)."""
 
-    kind = "ae"
+    def __init__(self) -> None:
+        super().__init__(2, Architecture((4, 8, 8), 16, False))
 
     def decode(self, z: Tensor) -> Tensor:
         images = torch.zeros(len(z), 1, 28, 28)
