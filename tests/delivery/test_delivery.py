@@ -446,9 +446,9 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = readme_commands()
     assert commands == ["make run", "make test"], "the README opens with the two set-up commands"
     commands = ci_commands()
-    assert commands[-1] == "make test"
-    # before it, only the OS packages tests need that are not Python packages (chromium: the explorer's tests)
-    assert all(c.startswith(("export CI=", "if ! command -v ", "apt-get ", "fi")) for c in commands[:-1]), commands
+    assert commands[-2:] == ["make test", "make container-test"], "CI builds and runs the images and compose too"
+    # before them, only the OS packages tests need that are not Python packages (chromium: the explorer's tests)
+    assert all(c.startswith(("export CI=", "if ! command -v ", "apt-get ", "fi")) for c in commands[:-2]), commands
 
 
 def dry_run_install(*args: str, torch_index_url: str = "", tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -471,7 +471,11 @@ def test_install_script_takes_torch_alone_from_the_given_index(tmp_path: Path) -
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     expected = [r for r in project["dependencies"] if not r.startswith("torch")]
     expected += project["optional-dependencies"]["train"]
-    assert installs_deps[installs_deps.index("--disable-pip-version-check") + 1 :] == expected
+    assert installs_deps[installs_deps.index("--disable-pip-version-check") + 1 :] == [
+        "--constraint",
+        "constraints.txt",
+        *expected,
+    ], "every install is pinned by the lock"
 
 
 def test_install_script_without_index_uses_pip_configuration(tmp_path: Path) -> None:
