@@ -38,16 +38,20 @@ COPY README.md ./
 COPY models models
 COPY service service
 COPY training training
+COPY scripts/trim-venv.sh scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    scripts/install.sh
+    scripts/install.sh \
+    && scripts/trim-venv.sh
 
 FROM train-deps AS train-builder
 COPY README.md ./
 COPY models models
 COPY service service
 COPY training training
+COPY scripts/trim-venv.sh scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    scripts/install.sh --extras train
+    scripts/install.sh --extras train \
+    && scripts/trim-venv.sh
 
 # -- what both final images share: a non-root user and the committed checkpoints -----------------------------------
 FROM base AS app

@@ -11,7 +11,8 @@
 #
 # Checks: both targets build; the api image, run read-only as a non-root user, becomes ready, answers an inference,
 # passes its HEALTHCHECK and carries no training-only package; then docker-compose.yml, with podman-compose: up, the
-# train profile (one short epoch) into the models volume, restart, the retrained model served, down --volumes.
+# train profile (one short epoch) into the models volume, restart, the retrained model served, down --volumes; and,
+# where the compose file has the `lb` profile, three api replicas behind its balancer.
 #
 # Everything runs in a private podman store (under CACHE), so it never touches other images or containers. The
 # stand-in base stays there between runs and is remade only when its recipe or the pip configuration changed; every
@@ -68,7 +69,7 @@ cleanup() {
     local status=$?
     trap - EXIT INT TERM
     say "cleaning up"
-    compose --profile train down --volumes --remove-orphans >/dev/null 2>&1 || true
+    compose --profile train --profile lb down --volumes --remove-orphans >/dev/null 2>&1 || true
     podman rm --all --force >/dev/null 2>&1 || true  # the private store holds only this run's containers
     podman volume rm --all --force >/dev/null 2>&1 || true
     podman network rm --force "${project}_default" >/dev/null 2>&1 || true
@@ -102,6 +103,8 @@ for key in $(printf '%s\n' "${!pip_settings[@]}" | sort); do
     pip_conf+=$'\n'"$key = ${pip_settings[$key]}"
     for word in ${pip_settings[$key]}; do
         path="${word#file://}"
+        path="${path%/}"
+        [[ "$path" == */simple ]] && path="${path%/simple}"  # a local index: its pages link to files beside simple/
         if [[ "$path" == /* && -e "$path" ]]; then mounts+=(--volume "$path:$path:ro"); fi
     done
 done
@@ -115,7 +118,7 @@ make_base() {
     ln -s python3 "$rootfs/usr/bin/python"
     printf '%s\n' "$pip_conf" >"$rootfs/etc/pip.conf"
     rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -c . | podman import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$1" >/dev/null
+    tar -C "$rootfs" -c . | podman import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$1" >/dev/null
     rm -rf "$rootfs"
 }
 # The tag names what went into it: a changed recipe or pip configuration makes a new base.
@@ -135,6 +138,7 @@ fi
 if ! podman run --rm "$base" true >/dev/null 2>"$cache/engine-check.log"; then
     is_root || fail "podman cannot run a container: $(cat "$cache/engine-check.log")"$'\n'"add to
 /etc/containers/containers.conf: [containers] default_ulimits = [] and [engine] runtime = \"runc\""
+    cat "$cache/engine-check.log"
     say "podman needs settings here: writing /etc/containers/containers.conf.d/50-digitae-container-test.conf"
     mkdir -p /etc/containers/containers.conf.d
     printf '%s\n' '# Written by digitae scripts/container-test.sh: podman did not run a container without these.' \
@@ -174,6 +178,9 @@ uid="$(podman exec "$api_container" id -u)"
 echo "ok: runs as uid $uid"
 podman exec "$api_container" touch /home/digitae/probe 2>/dev/null && fail "the root filesystem is writable"
 echo "ok: root filesystem is read-only"
+podman exec "$api_container" sh -c 'cd /opt/venv/lib/python3*/site-packages \
+    && for path in / /opt/venv torch sympy numpy numpy.libs /var/lib/digitae/models; do du -sxm "$path"; done' \
+    | awk '{printf "figure: %s %s MB\n", $2, $1}'
 # Whatever the train and dev extras add to the service's dependencies must be absent from the api image.
 training_only="$("$python" - <<'PY'
 import re
@@ -222,10 +229,63 @@ after="$(http card "$url" ae-2)"
 echo "ok: ae-2 served from the retrained checkpoint (was: $before; now: $after)"
 http infer "$url"
 
-# Where the operations issue's balancer profile lands, its step goes here (before `down`).
-
 say "podman-compose down --volumes"
-compose --profile train down --volumes
+compose down --volumes
 volumes="$(podman volume ls --quiet --filter "name=$project")"
 [[ -z "$volumes" ]] || fail "down --volumes left volumes: $volumes"
 echo "ok: no volume left"
+
+# -- replicas behind a balancer: the `lb` profile, where docker-compose.yml has one ----------------------------------
+# The balancer's official image cannot be pulled here either: a stand-in made from the base and Debian's package is
+# tagged with the same name. Like the official images, haproxy runs as its own user and reads
+# /usr/local/etc/haproxy/haproxy.cfg; nginx reads /etc/nginx.
+standin_balancer() {
+    local image="$1" context
+    context="$(mktemp -d)"
+    case "${image##*/}" in
+        haproxy*) cat >"$context/Containerfile" <<EOF
+FROM $base
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy && rm -rf /var/lib/apt/lists/* \\
+    && mkdir -p /usr/local/etc/haproxy
+USER haproxy
+STOPSIGNAL SIGUSR1
+CMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]
+EOF
+        ;;
+        nginx*) cat >"$context/Containerfile" <<EOF
+FROM $base
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx && rm -rf /var/lib/apt/lists/*
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+EOF
+        ;;
+        *) fail "no stand-in for the balancer image $image" ;;
+    esac
+    podman build --format docker --tag "$image" "$context" >"$cache/build-balancer.log" 2>&1 \
+        || { tail -20 "$cache/build-balancer.log" >&2; fail "building the stand-in $image failed"; }
+    rm -rf "$context"
+}
+# "SERVICE IMAGE" of the lb profile's services that are not digitae's own (the balancer).
+balancer="$("$python" - <<'PY'
+import yaml
+
+services = yaml.safe_load(open("docker-compose.yml"))["services"]
+for name, service in services.items():
+    if "lb" in service.get("profiles", []) and "build" not in service:
+        print(name, service["image"])
+PY
+)"
+if [[ -n "$balancer" ]]; then
+    read -r lb_service lb_image <<<"$balancer"
+    say "podman-compose --profile lb up -d --scale api=3 ($lb_service: a stand-in $lb_image)"
+    standin_balancer "$lb_image"
+    compose --profile lb up -d --scale api=3
+    lb_port="$(podman port "${project}_${lb_service}_1" | head -1 | sed 's/.*://')"
+    replicas="$(podman ps --quiet --filter "label=io.podman.compose.project=$project" \
+        --filter "label=com.docker.compose.service=api" | wc -l)"
+    ((replicas == 3)) || fail "--scale api=3 started $replicas api containers"
+    http ready "http://127.0.0.1:$lb_port" || { compose --profile lb logs >&2; fail "the balancer never got ready"; }
+    http infer "http://127.0.0.1:$lb_port"
+    echo "ok: 3 api replicas serve through $lb_image"
+    compose --profile lb down --volumes
+fi
