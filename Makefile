@@ -69,5 +69,5 @@ docker:  ## build the service image (digitae) and the training image (digitae-tr
 container-test: $(DEV_STAMP)  ## build both images with podman and run them and docker-compose.yml for real
 	VENV=$(VENV) scripts/container-test.sh
 
-lock:  ## regenerate constraints.txt (run after changing dependencies in pyproject.toml)
-	scripts/lock.sh
+lock:  ## update constraints.txt to pyproject.toml (UPGRADE=1: every package at its newest release)
+	UPGRADE=$(UPGRADE) scripts/lock.sh

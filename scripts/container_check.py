@@ -45,8 +45,8 @@ def infer(url: str) -> None:
 def card(url: str, model: str) -> None:
     response = httpx.get(f"{url}/v1/models/{model}", timeout=30)
     response.raise_for_status()
-    card = response.json()["card"]
-    print(f"trained_at={card['trained_at']} epochs_run={card['epochs_run']}")
+    model_card = response.json()["card"]
+    print(f"trained_at={model_card['trained_at']} epochs_run={model_card['epochs_run']}")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 # Regenerate constraints.txt, the lock: the exact version of every package, direct or transitive, that
 # scripts/install.sh may install (and so `make run`, `make test`, CI and the Dockerfile).
 #
-# usage: scripts/lock.sh            (or `make lock`; run it after any change to the dependencies in pyproject.toml)
+# usage: scripts/lock.sh             (`make lock`) after a change to the dependencies in pyproject.toml: the packages
+#                                   already locked keep their versions; new ones are added, dropped ones removed
+#        UPGRADE=1 scripts/lock.sh   (`make lock UPGRADE=1`) every package at its newest allowed release
 #
-# pip's own resolver picks the newest releases that satisfy pyproject.toml with every extra at once, in a dry run
-# (nothing is installed), from the same indexes install.sh uses: pip's configuration, and TORCH_INDEX_URL for torch,
-# so torch resolves to its CPU build and none of the CUDA build's packages enter the lock. torch's pin carries no
+# pip's own resolver resolves pyproject.toml with every extra at once, in a dry run (nothing is installed), from the
+# same indexes install.sh uses: pip's configuration, and TORCH_INDEX_URL for torch, so torch resolves to its CPU
+# build and none of the CUDA build's packages enter the lock. torch's pin carries no
 # local label (+cpu): `torch==2.13.0` is met by the CPU build from the PyTorch index and by the macOS build alike.
 #
 # environment:
@@ -21,12 +23,19 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 extras="$("$python" -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')"
+keep=()
+if [[ "${UPGRADE:-0}" == 0 && -f constraints.txt ]]; then
+    grep -v '^#' constraints.txt >"$work/previous.txt"
+    keep=(--constraint "$work/previous.txt")
+fi
 "$python" -m venv "$work/venv"
 # --ignore-installed: resolve everything, including what the fresh venv's pip or setuptools would already satisfy.
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --dry-run --ignore-installed \
-    --report "$work/report.json" ${torch_index_url:+--extra-index-url "$torch_index_url"} ".${extras:+[$extras]}"
+    --report "$work/report.json" ${torch_index_url:+--extra-index-url "$torch_index_url"} "${keep[@]}" \
+    ".${extras:+[$extras]}" \
+    || { echo "lock.sh: no resolution${keep:+ keeps the locked versions: run 'make lock UPGRADE=1'}" >&2; exit 1; }
 
-"$python" - "$work/report.json" "$extras" >constraints.txt <<'PY'
+"$python" - "$work/report.json" "$extras" >"$work/constraints.txt" <<'PY'
 import json
 import platform
 import re
@@ -48,4 +57,5 @@ print(
 for name in sorted(pins):
     print(f"{name}=={pins[name]}")
 PY
+mv "$work/constraints.txt" constraints.txt
 echo "lock.sh: wrote constraints.txt ($(grep -c '==' constraints.txt) packages)"
