@@ -6,13 +6,13 @@ A dependency added to pyproject.toml without `make lock` fails here, before two 
 import importlib.metadata
 import re
 import tomllib
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.support import REPO_ROOT
+
 LOCK = REPO_ROOT / "constraints.txt"
 
 
