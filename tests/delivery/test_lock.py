@@ -17,7 +17,7 @@ LOCK = REPO_ROOT / "constraints.txt"
 
 
 def pins() -> dict[str, Version]:
-    found = {}
+    found: dict[str, Version] = {}
     for line in LOCK.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
