@@ -107,15 +107,17 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check ${constraints:+--constraint "$constraints"})
 
-# torch first, alone, from its own index: asked for together with the rest, pip would take it from PyPI.
+# torch first, alone, from its own index: asked for together with the rest, pip would take it from PyPI. Without
+# its dependencies: the torch index carries only some releases of them, maybe not the locked ones; the next step
+# installs them, as the lock says, from pip's own configuration (the torch installed already satisfies its pin).
 torch_requirement="$(requirements torch)"
 if [[ -n "$torch_requirement" ]]; then
-    run "${pip[@]}" ${torch_index_url:+--index-url "$torch_index_url"} "$torch_requirement"
+    run "${pip[@]}" --no-deps ${torch_index_url:+--index-url "$torch_index_url"} "$torch_requirement"
 fi
 
 if $deps_only; then
     mapfile -t deps <<<"$deps_list"
-    run "${pip[@]}" "${deps[@]}"
+    run "${pip[@]}" ${torch_requirement:+"$torch_requirement"} "${deps[@]}"
 else
     target="."
     [[ -n "$extras" ]] && target=".[$extras]"

@@ -465,7 +465,7 @@ def test_install_script_takes_torch_alone_from_the_given_index(tmp_path: Path) -
     steps = [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
     creates_venv, installs_torch, installs_deps = steps
     assert creates_venv[-2:] == ["venv", str(tmp_path / "venv")]
-    assert installs_torch[-3:] == ["--index-url", cpu_index, "torch==2.13.0"]
+    assert installs_torch[-4:] == ["--no-deps", "--index-url", cpu_index, "torch==2.13.0"], "its deps: as locked"
     assert "--index-url" not in installs_deps
 
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
@@ -474,6 +474,7 @@ def test_install_script_takes_torch_alone_from_the_given_index(tmp_path: Path) -
     assert installs_deps[installs_deps.index("--disable-pip-version-check") + 1 :] == [
         "--constraint",
         "constraints.txt",
+        "torch==2.13.0",  # already installed: here so that its dependencies are installed, as locked
         *expected,
     ], "every install is pinned by the lock"
 
