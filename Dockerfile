@@ -5,8 +5,8 @@
 # The `train` target retrains them (docker-compose.yml runs it into the shared models volume):
 #     docker build --target train -t digitae-train .
 #
-# Dependencies are installed by scripts/install.sh, the same script `make run` and `make test` use, in builder
-# stages; the final stages copy only the virtual environment.
+# Dependencies are installed by scripts/install.sh, the same script `make run` and `make test` use, at the versions
+# of the lock (constraints.txt), in builder stages; the final stages copy only the virtual environment.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -23,7 +23,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM base AS deps
 WORKDIR /src
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 COPY scripts/install.sh scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
     TORCH_INDEX_URL="$TORCH_INDEX_URL" scripts/install.sh --deps-only
@@ -38,16 +38,20 @@ COPY README.md ./
 COPY models models
 COPY service service
 COPY training training
+COPY scripts/trim-venv.sh scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    scripts/install.sh
+    scripts/install.sh \
+    && scripts/trim-venv.sh
 
 FROM train-deps AS train-builder
 COPY README.md ./
 COPY models models
 COPY service service
 COPY training training
+COPY scripts/trim-venv.sh scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    scripts/install.sh --extras train
+    scripts/install.sh --extras train \
+    && scripts/trim-venv.sh
 
 # -- what both final images share: a non-root user and the committed checkpoints -----------------------------------
 FROM base AS app

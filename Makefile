@@ -1,7 +1,8 @@
 # digitae's commands. `make run` serves, `make test` checks; both install first, and only when something changed.
 #
-# Every install goes through scripts/install.sh (the Dockerfile uses it too). Its settings pass through from the
-# environment or the command line: VENV (default .venv), PYTHON, TORCH_INDEX_URL.
+# Every install goes through scripts/install.sh (the Dockerfile uses it too), at the versions of the lock,
+# constraints.txt (`make lock` regenerates it). Its settings pass through from the environment or the command line:
+# VENV (default .venv), PYTHON, TORCH_INDEX_URL.
 
 VENV ?= .venv
 export VENV
@@ -15,13 +16,13 @@ TEST_DATA_ARG := $(if $(TEST_DATA),--test-data $(TEST_DATA))
 # An install is redone only when what it depends on changed (or the virtual environment is gone).
 RUN_STAMP := $(VENV)/.digitae-run.stamp
 DEV_STAMP := $(VENV)/.digitae-dev.stamp
-INSTALL_INPUTS := pyproject.toml scripts/install.sh
+INSTALL_INPUTS := pyproject.toml constraints.txt scripts/install.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench soak train report docker
+.PHONY: help run test lint bench soak train report docker container-test lock
 
 help:  ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(RUN_STAMP): $(INSTALL_INPUTS)
 	$(INSTALL)
@@ -63,3 +64,10 @@ report: $(DEV_STAMP)  ## regenerate reports/ (figures and tables) from the check
 docker:  ## build the service image (digitae) and the training image (digitae-train)
 	docker build --tag $(IMAGE) .
 	docker build --target train --tag $(IMAGE)-train .
+
+# Podman (Debian's packages) stands in for Docker here; the script installs it when missing and run as root.
+container-test: $(DEV_STAMP)  ## build both images with podman and run them and docker-compose.yml for real
+	VENV=$(VENV) scripts/container-test.sh
+
+lock:  ## update constraints.txt to pyproject.toml (UPGRADE=1: every package at its newest release)
+	UPGRADE=$(UPGRADE) scripts/lock.sh

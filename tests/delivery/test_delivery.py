@@ -446,9 +446,9 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = readme_commands()
     assert commands == ["make run", "make test"], "the README opens with the two set-up commands"
     commands = ci_commands()
-    assert commands[-1] == "make test"
-    # before it, only the OS packages tests need that are not Python packages (chromium: the explorer's tests)
-    assert all(c.startswith(("export CI=", "if ! command -v ", "apt-get ", "fi")) for c in commands[:-1]), commands
+    assert commands[-2:] == ["make test", "make container-test"], "CI builds and runs the images and compose too"
+    # before them, only the OS packages tests need that are not Python packages (chromium: the explorer's tests)
+    assert all(c.startswith(("export CI=", "if ! command -v ", "apt-get ", "fi")) for c in commands[:-2]), commands
 
 
 def dry_run_install(*args: str, torch_index_url: str = "", tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -465,13 +465,18 @@ def test_install_script_takes_torch_alone_from_the_given_index(tmp_path: Path) -
     steps = [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
     creates_venv, installs_torch, installs_deps = steps
     assert creates_venv[-2:] == ["venv", str(tmp_path / "venv")]
-    assert installs_torch[-3:] == ["--index-url", cpu_index, "torch==2.13.0"]
+    assert installs_torch[-4:] == ["--no-deps", "--index-url", cpu_index, "torch==2.13.0"], "its deps: as locked"
     assert "--index-url" not in installs_deps
 
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     expected = [r for r in project["dependencies"] if not r.startswith("torch")]
     expected += project["optional-dependencies"]["train"]
-    assert installs_deps[installs_deps.index("--disable-pip-version-check") + 1 :] == expected
+    assert installs_deps[installs_deps.index("--disable-pip-version-check") + 1 :] == [
+        "--constraint",
+        "constraints.txt",
+        "torch==2.13.0",  # already installed: here so that its dependencies are installed, as locked
+        *expected,
+    ], "every install is pinned by the lock"
 
 
 def test_install_script_without_index_uses_pip_configuration(tmp_path: Path) -> None:
