@@ -9,8 +9,10 @@
     schemas.py        request and response bodies
     inputs.py         reading bodies and images; imaging.py decodes and preprocesses images
     render.py         answers: JSON or PNG, views of the results
-    errors.py         one JSON error shape; observability.py request ids, logs, metrics, body cap
+    errors.py         one JSON error shape; observability.py request ids, the access log, metrics, body cap
+    logs.py           the log format (every record one escaped line), written from a background thread
     security.py       optional API keys
+    server.py         uvicorn with connection bounds (header size, read timeouts, connection cap) and signals
 
 `python -m service` runs it. The service imports `models` (the networks, the checkpoint format, the image side,
 the kinds and the device rule), never `training`.

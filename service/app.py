@@ -32,6 +32,7 @@ from service.observability import (
 )
 from service.registry import Registry, StartupError, load_registry
 from service.security import require_api_key
+from service.server import handle_sighup
 from service.settings import Settings
 
 log = logging.getLogger("digitae")
@@ -81,7 +82,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         app.state.service = Service(settings=settings, registry=loaded, engine=engine)
         log.info("ready: serving %s", ", ".join(loaded.models))
         try:
-            yield
+            with handle_sighup():
+                yield
         finally:
             app.state.service = None  # /readyz answers 503 from here on
             await engine.close()

@@ -4,6 +4,8 @@ Two pure ASGI middlewares (cheaper than Starlette's BaseHTTPMiddleware on every 
 - `RequestContextMiddleware`, outermost: gives each request an id (the client's `X-Request-ID` when
   it is sane, else a new one), returns it as a header, logs one line per request, counts and times
   it by route template and status, and turns an unhandled exception into a JSON 500 that leaks nothing.
+  A client that goes away before its body is read is an ordinary event: status 499 (nginx's "client
+  closed request"), or 408 when the server closed it for sending too slowly; never a 500 or a traceback.
 - `BodyLimitMiddleware`: refuses a body over the cap with 413, from `Content-Length` before reading
   anything, or as soon as the streamed bytes pass the cap.
 
@@ -13,14 +15,12 @@ and /metrics adds up every worker (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import queue
 import re
-import sys
 import time
 import uuid
-from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 from prometheus_client import (
@@ -32,15 +32,18 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import CODES, ApiError, error_body
+from service.server import CLOSED_WITH
 
 access_log = logging.getLogger("digitae.access")
 error_log = logging.getLogger("digitae.errors")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMATCHED_ROUTE = "<unmatched>"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away before it was answered
 
 HTTP_REQUESTS = Counter(
     "digitae_http_requests",
@@ -127,6 +130,12 @@ class RequestContextMiddleware:
         InFlight.count += 1
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Nothing can be answered: the connection is gone (or the server closed it, saying why).
+            status = scope["state"].get(CLOSED_WITH, CLIENT_CLOSED_REQUEST)
+        except asyncio.CancelledError:
+            status = 503  # cut by the shutdown deadline
+            raise
         except Exception:
             error_log.exception("unhandled error, request_id=%s", request_id)
             if not started:
@@ -199,41 +208,3 @@ async def _send_error(send: Send, status: int, message: str, request_id: Any, cl
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class BackgroundStreamHandler(QueueHandler):
-    """Writes to stderr from a background thread: formatting and writing the per-request lines (to a slow
-    terminal or a full pipe) never stall the event loop. Closing it (logging does at exit) flushes the queue."""
-
-    def __init__(self) -> None:
-        super().__init__(queue.SimpleQueue())
-        self.target = logging.StreamHandler(sys.stderr)
-        self.listener = QueueListener(self.queue, self.target)
-        self.listener.start()
-        self.listening = True
-
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:
-        self.target.setFormatter(fmt)  # the background thread formats; this thread only queues
-
-    def close(self) -> None:
-        if self.listener._thread is not None:
-            self.listener.stop()
-        self.target.close()
-        super().close()
-
-
-def logging_config(level: str) -> dict[str, Any]:
-    """One format for our loggers and uvicorn's, for `logging.config.dictConfig` and uvicorn's `log_config`
-    (uvicorn applies it in every worker process). The access line is ours; uvicorn's is turned off."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"stderr": {"()": BackgroundStreamHandler, "formatter": "plain"}},
-        "root": {"level": level.upper(), "handlers": ["stderr"]},
-        "loggers": {
-            "uvicorn": {"level": level.upper(), "handlers": [], "propagate": True},
-            "uvicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
-            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
-        },
-    }
