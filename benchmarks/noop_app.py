@@ -1,7 +1,9 @@
 """The HTTP floor: a FastAPI endpoint that reads the request body and answers a small JSON, nothing else.
 
-Served exactly as `python -m service` serves digitae (uvicorn, same settings: httptools and uvloop when installed,
-no access log, no server header), so the difference between the two is what digitae itself costs per request.
+Served exactly as `python -m service` serves digitae (service.server: uvicorn's httptools protocol with the
+connection bounds, uvloop, the default DIGITAE_* limits, no access log, no server header), so the difference between
+the two is what digitae itself costs per request. With DIGITAE_NOOP_SERVER=plain it is served by plain uvicorn
+instead (no bounds): the benchmark runs both, to show what the bounds cost.
 Run by the benchmark as `python benchmarks/noop_app.py` with DIGITAE_PORT set.
 """
 
@@ -30,13 +32,20 @@ async def healthz() -> Response:
 
 if __name__ == "__main__":
     workers = int(os.environ.get("DIGITAE_WORKERS", "1"))
-    uvicorn.run(
-        "benchmarks.noop_app:app" if workers > 1 else app,
-        workers=workers,
-        host="127.0.0.1",
-        port=int(os.environ["DIGITAE_PORT"]),
-        log_level="info",  # the service's default; uvicorn logs nothing per request either way
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    target = "benchmarks.noop_app:app" if workers > 1 else app
+    if os.environ.get("DIGITAE_NOOP_SERVER", "bounded") == "plain":
+        uvicorn.run(
+            target,
+            workers=workers,
+            host="127.0.0.1",
+            port=int(os.environ["DIGITAE_PORT"]),
+            log_level="info",  # the service's default; uvicorn logs nothing per request either way
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    else:
+        from service.server import serve
+        from service.settings import Settings
+
+        serve(Settings(), target, None)

@@ -30,7 +30,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +320,8 @@ class Serving:
     ceilings: dict[str, float]
     peak_rss_mib: float
     rss_under_load_mib: float
+    # The no-op endpoint's req/s by concurrency: (plain uvicorn, with the bounds), medians of alternating runs.
+    server_bounds: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -337,6 +339,10 @@ class Serving:
                 for n, by_c in self.served.items()
             },
             "microbatching_at_64": self.microbatching(),
+            "server_bounds": {
+                str(c): {"plain_rps": round(plain, 1), "bounded_rps": round(bounded, 1)}
+                for c, (plain, bounded) in self.server_bounds.items()
+            },
             "memory": {
                 "service_peak_rss_mib": round(self.peak_rss_mib, 1),
                 "service_rss_under_load_mib": round(self.rss_under_load_mib, 1),
@@ -366,6 +372,8 @@ def measure_serving(models_dir: Path, scratch: Path, requests: dict[str, loadgen
     progress("the no-op endpoint")
     with servers.noop(scratch / "noop.log", workers=plan.workers) as server:
         noop = load_matrix(server, [NOOP], CONCURRENCIES, plan)[0][NOOP.name]
+    progress("the no-op endpoint on plain uvicorn against the bounded server")
+    server_bounds = measure_server_bounds(scratch, plan)
     progress("serving, micro-batching off")
     with servers.service(
         models_dir, scratch / "service-off.log", microbatch_enabled=False, workers=plan.workers
@@ -373,7 +381,28 @@ def measure_serving(models_dir: Path, scratch: Path, requests: dict[str, loadgen
         unbatched = load_matrix(server, [requests[n] for n in ENDPOINTS], (HIGH,), plan)[0]
     progress("the in-process ceiling")
     ceilings = ceiling.measure(models_dir, MODEL, defaults.microbatch_max_size, plan.ceiling_s, defaults.torch_threads)
-    return Serving(served, noop, unbatched, ceilings, peak_rss, rss_under_load)
+    return Serving(served, noop, unbatched, ceilings, peak_rss, rss_under_load, server_bounds)
+
+
+def measure_server_bounds(scratch: Path, plan: Plan, rounds: int = 3) -> dict[int, tuple[float, float]]:
+    """What service/server.py's bounds cost: the no-op endpoint on plain uvicorn and on the bounded server, both up
+    at once, runs alternating (so a change in the machine's load hits both alike); the median of `rounds` each."""
+    import statistics
+
+    with (
+        servers.noop(scratch / "noop-plain.log", workers=plan.workers, server="plain") as plain,
+        servers.noop(scratch / "noop-bounded.log", workers=plan.workers) as bounded,
+    ):
+        figures = {}
+        for connections in (1, HIGH):
+            runs: dict[str, list[float]] = {"plain": [], "bounded": []}
+            loadgen.run_wrk(plain.url, NOOP, connections, plan.warmup_s)
+            loadgen.run_wrk(bounded.url, NOOP, connections, plan.warmup_s)
+            for _ in range(rounds):
+                runs["plain"].append(loadgen.run_wrk(plain.url, NOOP, connections, plan.run_s).rps)
+                runs["bounded"].append(loadgen.run_wrk(bounded.url, NOOP, connections, plan.run_s).rps)
+            figures[connections] = (statistics.median(runs["plain"]), statistics.median(runs["bounded"]))
+    return figures
 
 
 def print_serving(serving: Serving, plan: Plan, batch: int, torch_threads: int) -> None:
@@ -388,6 +417,10 @@ def print_serving(serving: Serving, plan: Plan, batch: int, torch_threads: int) 
     say(f"\nMicro-batching at concurrency {HIGH}, req/s on / off:")
     for name, figures in serving.microbatching().items():
         say(f"  {name:22s} {figures['on_rps']:8.0f} / {figures['off_rps']:8.0f} = {figures['on_over_off']:.2f}x")
+    say("\nServer bounds (service/server.py): the no-op endpoint's req/s, plain uvicorn / with the bounds")
+    say("  (both servers up at once, alternating runs, medians of 3):")
+    for connections, (plain, bounded) in serving.server_bounds.items():
+        say(f"  concurrency {connections:3d}: {plain:8.0f} / {bounded:8.0f} = {ratio(bounded, plain):.2f}x")
     say(
         f"\nService memory: peak RSS {serving.peak_rss_mib:.0f} MiB (the kernel's count over the whole run), "
         f"{serving.rss_under_load_mib:.0f} MiB seen under load"

@@ -119,7 +119,7 @@ def service(models_dir: Path, log_path: Path, **settings: object) -> Server:
     return Server([sys.executable, "-m", "service"], env, "/readyz", log_path)
 
 
-def noop(log_path: Path, workers: int = 1) -> Server:
-    """The no-op FastAPI app, served by uvicorn with the service's uvicorn settings."""
-    env = {**clean_env(), "DIGITAE_WORKERS": str(workers)}
+def noop(log_path: Path, workers: int = 1, server: str = "bounded") -> Server:
+    """The no-op FastAPI app, served as the service is (`bounded`), or by plain uvicorn (`plain`)."""
+    env = {**clean_env(), "DIGITAE_WORKERS": str(workers), "DIGITAE_NOOP_SERVER": server}
     return Server([sys.executable, str(NOOP_APP)], env, "/healthz", log_path)

@@ -10,9 +10,11 @@
     inputs.py         reading bodies and images; imaging.py decodes and preprocesses images
     arrays.py         .npy bodies read safely, bulk answers computed in chunks and streamed (.npy or JSON)
     render.py         answers: JSON, PNG or .npy, trimmed to the `fields` asked for
-    errors.py         one JSON error shape; observability.py request ids, logs, metrics
+    errors.py         one JSON error shape; observability.py request ids, the access log, metrics
     body_limit.py     the cap on request bodies (413); in_flight.py counts requests that may share a batch
+    logs.py           the log format (every record one escaped line), written from a background thread
     security.py       optional API keys
+    server.py         uvicorn with connection bounds (header size, read timeouts, connection cap) and signals
 
 `python -m service` runs it. The service imports `models` (the networks, the checkpoint format, the image side,
 the kinds and the device rule), never `training`.

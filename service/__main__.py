@@ -1,4 +1,5 @@
-"""`python -m service`: serve the checkpoints with uvicorn, configured by DIGITAE_* variables (service/settings.py)."""
+"""`python -m service`: serve the checkpoints with uvicorn and the bounds of service/server.py, configured by
+DIGITAE_* variables (service/settings.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ import json
 import logging
 import logging.config
 import sys
-from typing import Any
 
-import uvicorn
 from pydantic import ValidationError
 
 from service.app import StartupError, build_registry, create_app
-from service.observability import logging_config
+from service.logs import logging_config
+from service.server import serve
 from service.settings import Settings
 
 log = logging.getLogger("digitae")
@@ -33,19 +33,11 @@ def main() -> int:
     except StartupError as exc:
         print(f"digitae: cannot start: {exc}", file=sys.stderr)
         return 1
-    common: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "log_config": logging_config(settings.log_level),  # applied again in each worker process
-        "access_log": False,  # the request middleware logs each request, with its id
-        "server_header": False,
-    }
     if settings.worker_count == 1:
-        uvicorn.run(create_app(settings, registry), **common)
+        serve(settings, create_app(settings, registry), logging_config(settings.log_level))
     else:
         del registry
-        uvicorn.run("service.app:create_app", factory=True, workers=settings.worker_count, **common)
+        serve(settings, "service.app:create_app", logging_config(settings.log_level), factory=True)
     return 0
 
 

@@ -30,6 +30,7 @@ from service.inference import InferenceEngine
 from service.observability import RequestContextMiddleware, observe_batch
 from service.registry import Registry, StartupError, load_registry
 from service.security import require_api_key
+from service.server import handle_sighup
 from service.settings import Settings
 
 log = logging.getLogger("digitae")
@@ -88,7 +89,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         gc.freeze()
         log.info("ready: serving %s", ", ".join(loaded.models))
         try:
-            yield
+            with handle_sighup():
+                yield
         finally:
             app.state.service = None  # /readyz answers 503 from here on
             await engine.close()

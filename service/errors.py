@@ -5,6 +5,10 @@
 
 `code` is stable and machine-readable, `message` is for a person, `detail` (optional) holds the
 per-field problems of a 422.
+
+An error body stays small whatever the request held: the message is at most MAX_MESSAGE_CHARS characters
+(anything echoed from the request is clipped), and `detail` lists at most MAX_ERROR_DETAILS problems, the
+message saying how many more there were. So every error body is at most a few KB.
 """
 
 from __future__ import annotations
@@ -22,15 +26,21 @@ from starlette.types import Send
 
 from service.imaging import ImageInputError
 
+MAX_MESSAGE_CHARS = 500
+MAX_ERROR_DETAILS = 10
+MAX_DETAIL_TEXT = 200  # each string inside a listed problem (a location part, a message)
+
 CODES = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
+    408: "request_timeout",
     405: "method_not_allowed",
     406: "not_acceptable",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    431: "headers_too_large",
     500: "internal_error",
     503: "not_ready",
 }
@@ -72,9 +82,19 @@ def json_bytes(payload: Any) -> bytes:
     return pydantic_core.to_json(payload, inf_nan_mode="null")
 
 
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text`, cut to about `limit` characters saying how long it was: what a request sent is never echoed whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters in all)"
+
+
 def error_body(code: str, message: str, detail: Any = None, request_id: str | None = None) -> bytes:
-    """The one error shape, as JSON bytes: every error answer's body is built here."""
-    return json_bytes({"error": {"code": code, "message": message, "detail": detail, "request_id": request_id}})
+    """The one error shape, as JSON bytes: every error answer's body is built here, and bounded here (the
+    message clipped, at most MAX_ERROR_DETAILS problems listed)."""
+    if isinstance(detail, list) and len(detail) > MAX_ERROR_DETAILS:
+        detail = detail[:MAX_ERROR_DETAILS]
+    return json_bytes({"error": {"code": code, "message": clip(message), "detail": detail, "request_id": request_id}})
 
 
 def error_response(
@@ -117,11 +137,11 @@ def format_location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def problems_of(errors: list[dict[str, Any]] | Any) -> list[dict[str, Any]]:
-    """Pydantic's error list without the echoed input (which can be megabytes) or internals."""
+    """Pydantic's error list without the echoed input (which can be megabytes) or internals; each text clipped."""
     return [
         {
-            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-            "msg": str(e.get("msg", "")).removeprefix("Value error, "),
+            "loc": [p if isinstance(p, int) else clip(str(p), MAX_DETAIL_TEXT) for p in e.get("loc", ())],
+            "msg": clip(str(e.get("msg", "")).removeprefix("Value error, "), MAX_DETAIL_TEXT),
             "type": e.get("type", ""),
         }
         for e in errors
@@ -134,8 +154,11 @@ def summarize(problems: list[dict[str, Any]]) -> str:
     message = f"{where}: {first['msg']}" if where else first["msg"]
     if first["type"] == "json_invalid":
         message = f"the body is not valid JSON ({first['msg']})"
-    if len(problems) > 1:
-        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''}, see detail)"
+    more = len(problems) - 1
+    if more > MAX_ERROR_DETAILS - 1:
+        message += f" (and {more:,} more problems; detail lists the first {MAX_ERROR_DETAILS})"
+    elif more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''}, see detail)"
     return message
 
 
@@ -144,7 +167,7 @@ def invalid(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> ApiError:
     problems = problems_of(exc.errors(include_url=False, include_context=False, include_input=False))
     for problem in problems:
         problem["loc"] = [*prefix, *problem["loc"]]
-    return ApiError(422, summarize(problems), detail=problems)
+    return ApiError(422, summarize(problems), detail=problems[:MAX_ERROR_DETAILS])
 
 
 def image_problem(exc: ImageInputError, where: str | None = None) -> ApiError:
@@ -159,10 +182,11 @@ def _http_message(request: Request, exc: StarletteHTTPException) -> str:
     if isinstance(exc, ApiError):
         return exc.message
     if exc.status_code == 404:
-        return f"no route {request.method} {request.url.path}; the API is listed at /docs"
+        return f"no route {request.method} {clip(request.url.path, 200)}; the API is listed at /docs"
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        return f"{request.method} is not allowed on {request.url.path}" + (f"; use {allowed}" if allowed else "")
+        path = clip(request.url.path, 200)
+        return f"{request.method} is not allowed on {path}" + (f"; use {allowed}" if allowed else "")
     if exc.status_code == 413:
         return "the request body is too large"
     return str(exc.detail)
@@ -176,7 +200,7 @@ async def handle_http_error(request: Request, exc: StarletteHTTPException) -> Re
 
 async def handle_validation_error(request: Request, exc: RequestValidationError) -> Response:
     problems = problems_of(exc.errors())
-    return error_response(request, 422, CODES[422], summarize(problems), problems)
+    return error_response(request, 422, CODES[422], summarize(problems), problems[:MAX_ERROR_DETAILS])
 
 
 async def handle_image_error(request: Request, exc: ImageInputError) -> Response:

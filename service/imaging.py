@@ -64,13 +64,19 @@ class ImageInputError(Exception):
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Decode an uploaded PNG, JPEG, BMP, GIF (first frame) or WebP, refusing anything unsafe.
+    """Decode an uploaded PNG, JPEG, BMP, GIF (first frame) or WebP, refusing anything unsafe:
+    `open_image` (the header, checked), then `load_image` (the pixels)."""
+    return load_image(open_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
+
+
+def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Read and check an image's header; no pixel is decoded yet (cheap: the caller decides where to decode).
 
     The pixel count is read from the header and checked against `max_pixels` before any pixel is
     decoded, so a small file that claims a huge image (a decompression bomb or a lying header) costs
     nothing; it is answered with 413, like an upload over `max_bytes`. A non-image, an unsupported
-    format, or a damaged or truncated file is 415. JPEG EXIF orientation is applied, and a JPEG over
-    2 x WORK_SIDE px is decoded at a reduced scale that keeps at least WORK_SIDE px (much faster).
+    format, or a JPEG too short for the size its header claims is 415. A JPEG over 2 x WORK_SIDE px
+    is set to decode at a reduced scale that keeps at least WORK_SIDE px (much faster).
     """
     if len(data) > max_bytes:
         raise ImageInputError(413, f"the image is {len(data):,} bytes; the limit is {max_bytes:,} bytes")
@@ -91,12 +97,20 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
         )
     if width < 1 or height < 1:
         raise ImageInputError(415, f"the image has no pixels ({width}x{height})")
-    if image.format == "JPEG" and max(width, height) > 2 * WORK_SIDE:
-        image.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale: a digit needs 20 px
+    if image.format == "JPEG":
+        _check_jpeg_holds_its_size(image, data)
+        if max(width, height) > 2 * WORK_SIDE:
+            image.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale: a digit needs 20 px
+    return image
+
+
+def load_image(image: Image.Image) -> Image.Image:
+    """Decode the pixels of an image from `open_image` (the costly part: run it off the event loop when large).
+    Truncated or damaged data is 415; JPEG EXIF orientation is applied."""
     try:
         image.load()
     except Image.DecompressionBombError:
-        raise ImageInputError(413, f"the image has too many pixels; the limit is {max_pixels:,} pixels") from None
+        raise ImageInputError(413, "the image has too many pixels") from None
     except Exception:  # truncated or corrupt data: OSError, SyntaxError, ValueError, zlib.error, ...
         raise ImageInputError(
             415, f"the {image.format} image is truncated or damaged and cannot be decoded; send the complete file"
@@ -106,8 +120,52 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     return image
 
 
-def decode_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Decode a base64 image (plain, URL-safe, or a `data:image/...;base64,` URL), then `decode_image`.
+_ARITHMETIC_SOF = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def _check_jpeg_holds_its_size(image: Image.Image, data: bytes) -> None:
+    """A Huffman-coded JPEG spends at least one bit on every 8x8 block of every component (its DC code), so a
+    file shorter than that cannot hold the size its header claims. libjpeg decodes such a file anyway, padding
+    it with gray, which would give a confident answer about an image that is not there: refused like a PNG whose
+    data ends early. (Arithmetic-coded JPEGs, rare, can be smaller: not checked.)"""
+    if _jpeg_frame_marker(data) in _ARITHMETIC_SOF:
+        return
+    layers = getattr(image, "layer", None) or [("", 1, 1, 0)]
+    h_max = max(layer[1] for layer in layers) or 1
+    v_max = max(layer[2] for layer in layers) or 1
+    width, height = image.size
+    blocks = sum(
+        math.ceil(math.ceil(width * max(h, 1) / h_max) / 8) * math.ceil(math.ceil(height * max(v, 1) / v_max) / 8)
+        for _, h, v, _ in layers
+    )
+    if len(data) * 8 < blocks:
+        raise ImageInputError(
+            415,
+            f"the JPEG header claims {width}x{height} pixels but the file is far too short to hold them "
+            f"({len(data):,} bytes); the file is damaged or its header is wrong",
+        )
+
+
+def _jpeg_frame_marker(data: bytes) -> int | None:
+    """The JPEG's start-of-frame marker (0xC0..0xCF, which says how it is coded), read from the segment headers."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
+def base64_image_bytes(text: str, *, max_bytes: int) -> bytes:
+    """A base64 image (plain, URL-safe, or a `data:image/...;base64,` URL) as bytes.
 
     An empty or malformed string is 422 (it is a bad JSON field); a string whose decoded size must be
     over `max_bytes` is 413 before it is decoded.
@@ -126,14 +184,17 @@ def decode_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Image.
     text += "=" * (-len(text) % 4)  # tolerate missing padding
     try:
         if urlsafe:
-            data = base64.b64decode(text.translate(str.maketrans("-_", "+/")), validate=True)
-        else:
-            data = base64.b64decode(text, validate=True)
+            return base64.b64decode(text.translate(str.maketrans("-_", "+/")), validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ImageInputError(
             422, "the image is not valid base64: send the file's bytes base64-encoded (A-Z, a-z, 0-9, +, /, =)"
         ) from None
-    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def decode_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """`base64_image_bytes`, then `decode_image`."""
+    return decode_image(base64_image_bytes(text, max_bytes=max_bytes), max_bytes=max_bytes, max_pixels=max_pixels)
 
 
 _SIGNATURES = (  # formats people send by mistake, for a message that names what was received

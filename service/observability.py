@@ -4,6 +4,8 @@
 gives each request an id (the client's `X-Request-ID` when it is sane, else a new one), returns it as a header,
 logs one line per request, counts and times it by route template and status, and turns an unhandled exception
 into a JSON 500 that leaks nothing.
+A client that goes away before its body is read is an ordinary event: status 499 (nginx's "client closed
+request"), or 408 when the server closed it for sending too slowly; never a 500 or a traceback.
 
 Metrics are per process. With several workers, set PROMETHEUS_MULTIPROC_DIR to an empty folder
 and /metrics adds up every worker (prometheus_client's multiprocess mode).
@@ -11,16 +13,13 @@ and /metrics adds up every worker (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import queue
 import re
 import secrets
-import sys
-import threading
 import time
-from logging.handlers import QueueHandler
-from typing import Any, NamedTuple
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,15 +30,19 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import send_error
+from service.logs import ACCESS_LINE, AccessLine, BackgroundStreamHandler
+from service.server import CLOSED_WITH
 
 access_log = logging.getLogger("digitae.access")
 error_log = logging.getLogger("digitae.errors")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMATCHED_ROUTE = "<unmatched>"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away before it was answered
 
 HTTP_REQUESTS = Counter(
     "digitae_http_requests",
@@ -66,9 +69,6 @@ INFERENCE_TIME = Histogram(
 )
 
 
-ACCESS_LINE = "%s %s %d %.1fms request_id=%s"
-
-
 def log_access(method: str, path: str, status: int, milliseconds: float, request_id: str) -> None:
     """One access line. When the line goes to a `BackgroundStreamHandler` (as `logging_config` sets up), the
     request only queues a tuple: the log record is made, formatted and written in the handler's thread."""
@@ -78,16 +78,6 @@ def log_access(method: str, path: str, status: int, milliseconds: float, request
         handler._pending.put_nowait(AccessLine(time.time(), line))
     else:
         access_log.info(ACCESS_LINE, *line)
-
-
-class AccessLine(NamedTuple):
-    created: float
-    args: tuple[Any, ...]
-
-    def record(self) -> logging.LogRecord:
-        record = access_log.makeRecord(access_log.name, logging.INFO, "", 0, ACCESS_LINE, self.args, None)
-        record.created, record.msecs = self.created, (self.created % 1) * 1000
-        return record
 
 
 def _access_handler() -> BackgroundStreamHandler | None:
@@ -173,6 +163,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Nothing can be answered: the connection is gone (or the server closed it, saying why).
+            status = scope["state"].get(CLOSED_WITH, CLIENT_CLOSED_REQUEST)
+        except asyncio.CancelledError:
+            status = 503  # cut by the shutdown deadline
+            raise
         except Exception:
             error_log.exception("unhandled error, request_id=%s", request_id)
             if not started:
@@ -189,95 +185,3 @@ class RequestContextMiddleware:
             latency.observe(seconds)
             if access_log.isEnabledFor(logging.INFO):
                 log_access(method, scope.get("path", ""), status, seconds * 1000, request_id)
-
-
-WRITE_EVERY_S = 0.05
-
-
-class BackgroundStreamHandler(QueueHandler):
-    """Writes to stderr from a background thread: formatting and writing the per-request lines (to a slow
-    terminal or a full pipe) never stall the event loop. The thread wakes at most every WRITE_EVERY_S and
-    writes whatever has queued up in one write and one flush. Closing it (logging does at exit) flushes the queue."""
-
-    def __init__(self) -> None:
-        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        super().__init__(self._pending)
-        self.target = logging.StreamHandler(sys.stderr)
-        self.accepting = True
-        self._writer = threading.Thread(target=self._write_batches, name="digitae-log-writer", daemon=True)
-        self._writer.start()
-
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:
-        self.target.setFormatter(fmt)  # the background thread formats; this thread only queues
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        """Queue the record as it is: QueueHandler's default formats and copies it here, in the caller's thread
-        (for pickling to another process, which a thread does not need): that was most of a request's logging cost."""
-        return record
-
-    def _write_batches(self) -> None:
-        target, pending = self.target, self._pending
-        while True:
-            batch = [pending.get()]
-            if batch[0] is not None:
-                time.sleep(WRITE_EVERY_S)  # let lines gather: one wake-up per batch, not one per request
-            while len(batch) < 4096:
-                try:
-                    batch.append(pending.get_nowait())
-                except queue.Empty:
-                    break
-            records = [item.record() if isinstance(item, AccessLine) else item for item in batch if item is not None]
-            lines = []
-            for record in records:
-                try:
-                    lines.append(target.format(record) + target.terminator)
-                except Exception:
-                    target.handleError(record)
-            if lines:
-                try:
-                    with target.lock:  # type: ignore[union-attr]
-                        target.stream.write("".join(lines))
-                        target.flush()
-                except Exception:
-                    target.handleError(records[-1])
-            if len(records) < len(batch):
-                return  # the stop sentinel
-
-    def close(self) -> None:
-        self.accepting = False
-        if self._writer.is_alive():
-            self._pending.put_nowait(None)
-            self._writer.join(timeout=5)
-        self.target.close()
-        super().close()
-
-
-class PlainFormatter(logging.Formatter):
-    """The log line format, with the timestamp's text made once per second rather than once per line."""
-
-    _second = -1
-    _text = ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second or datefmt is not None:
-            self._second = second
-            self._text = time.strftime(datefmt or self.default_time_format, self.converter(second))
-        return f"{self._text},{int(record.msecs):03d}"
-
-
-def logging_config(level: str) -> dict[str, Any]:
-    """One format for our loggers and uvicorn's, for `logging.config.dictConfig` and uvicorn's `log_config`
-    (uvicorn applies it in every worker process). The access line is ours; uvicorn's is turned off."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"()": PlainFormatter, "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"stderr": {"()": BackgroundStreamHandler, "formatter": "plain"}},
-        "root": {"level": level.upper(), "handlers": ["stderr"]},
-        "loggers": {
-            "uvicorn": {"level": level.upper(), "handlers": [], "propagate": True},
-            "uvicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
-            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
-        },
-    }

@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import Request
 from starlette.responses import Response
 
-from service.errors import ApiError, json_bytes
+from service.errors import ApiError, clip, json_bytes
 from service.imaging import encode_png_grid, png_base64
 from service.inference import CorruptionPlan, Encoding, Reconstruction, Rectangle
 from service.registry import ServedModel
@@ -74,7 +74,7 @@ def require_json_accepted(request: Request) -> None:
     """For routes that only answer JSON: 406 when the Accept header rules JSON out."""
     accept = request.headers.get("accept")
     if negotiate(accept, (JSON,)) is None:
-        raise ApiError(406, f"this route answers {JSON} only; the Accept header asked for {accept}")
+        raise ApiError(406, f"this route answers {JSON} only; the Accept header asked for {clip(accept or '', 100)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,8 @@ def choose_image_output(
     accept = request.headers.get("accept")
     chosen = negotiate(accept, offers)
     if chosen is None:
-        raise ApiError(406, f"this route answers {' or '.join(offers)}; the Accept header asked for {accept}")
+        asked = clip(accept or "", 100)
+        raise ApiError(406, f"this route answers {' or '.join(offers)}; the Accept header asked for {asked}")
     if upscale > max_upscale:
         raise ApiError(422, f"upscale: at most {max_upscale} (the service's cap, DIGITAE_MAX_UPSCALE)")
     if chosen == PNG and fields is not None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from models.networks import SIDE
 
 LATENT_LIMIT = 1e6  # larger latent values overflow float32 inside the decoder
+BATCH_CEILING = 4096  # the most items a batch list can hold under any setting (max_batch's own upper bound)
 MAX_SEED = 2**63 - 1
 
 # -- requests ------------------------------------------------------------------------------------------
@@ -34,18 +35,30 @@ def _at_most(value: float, info: ValidationInfo, setting: str) -> None:
         raise ValueError(f"at most {cap:g} (the service's cap, DIGITAE_{setting.upper()})")
 
 
+def _batch_within_cap(value: Any, info: ValidationInfo) -> Any:
+    """Before any item is validated: a list over max_batch is one error, not one per item (a million empty
+    items would otherwise cost seconds of validation and a response of a million errors)."""
+    if isinstance(value, list):
+        _at_most(len(value), info, "max_batch")
+    return value
+
+
 def _check_latent_length(latent: list[float], info: ValidationInfo) -> None:
     expected = (info.context or {}).get("latent_dim")
     if expected is not None and len(latent) != expected:
         raise ValueError(f"expected {expected} numbers (the model's latent_dim), got {len(latent)}")
 
 
-PixelRow = Annotated[list[Annotated[float, Field(ge=0, le=255)]], Field(min_length=SIDE, max_length=SIDE)]
+# fail_fast: a list stops at its first bad value, so a batch of bad pixel arrays is a few errors, not 50,000.
+PixelRow = Annotated[
+    list[Annotated[float, Field(ge=0, le=255)]], Field(min_length=SIDE, max_length=SIDE, fail_fast=True)
+]
 Pixels = Annotated[
     list[PixelRow],
     Field(
         min_length=SIDE,
         max_length=SIDE,
+        fail_fast=True,
         description="28 rows of 28 numbers: an already preprocessed MNIST-style image (white ink on black, "
         "centered); used as given, only rescaled by `scale`",
     ),
@@ -54,7 +67,7 @@ Scale = Literal["0-1", "0-255"]
 LatentValue = Annotated[float, Field(ge=-LATENT_LIMIT, le=LATENT_LIMIT)]
 Latent = Annotated[
     list[LatentValue],
-    Field(min_length=1, max_length=1024, description="exactly latent_dim finite numbers"),
+    Field(min_length=1, max_length=1024, fail_fast=True, description="exactly latent_dim finite numbers"),
 ]
 ImageText = Annotated[
     str,
@@ -98,15 +111,16 @@ class ImageRequest(RequestModel):
     pixels: Pixels | None = None
     scale: Scale | None = Field(None, description="the range of `pixels`: '0-1' or '0-255' (required with pixels)")
     images: list[ImageItem] | None = Field(
-        None, min_length=1, description="a batch: up to max_batch images; the answer is `results`, in order"
+        None,
+        min_length=1,
+        max_length=BATCH_CEILING,
+        description="a batch: up to max_batch images; the answer is `results`, in order",
     )
 
-    @field_validator("images")
+    @field_validator("images", mode="before")
     @classmethod
-    def _batch_cap(cls, images: list[ImageItem] | None, info: ValidationInfo) -> list[ImageItem] | None:
-        if images is not None:
-            _at_most(len(images), info, "max_batch")
-        return images
+    def _batch_cap(cls, images: Any, info: ValidationInfo) -> Any:
+        return _batch_within_cap(images, info)
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
@@ -202,7 +216,14 @@ class DecodeRequest(RequestModel):
     """One `latent` or a batch of `latents`."""
 
     latent: Latent | None = None
-    latents: list[Latent] | None = Field(None, min_length=1, description="a batch: up to max_batch latents")
+    latents: list[Latent] | None = Field(
+        None, min_length=1, max_length=BATCH_CEILING, description="a batch: up to max_batch latents"
+    )
+
+    @field_validator("latents", mode="before")
+    @classmethod
+    def _batch_cap(cls, latents: Any, info: ValidationInfo) -> Any:
+        return _batch_within_cap(latents, info)
 
     @field_validator("latent")
     @classmethod
@@ -215,7 +236,6 @@ class DecodeRequest(RequestModel):
     @classmethod
     def _latents(cls, latents: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
         if latents is not None:
-            _at_most(len(latents), info, "max_batch")
             for index, latent in enumerate(latents):
                 try:
                     _check_latent_length(latent, info)

@@ -18,8 +18,14 @@ CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def key_matches(given: str, keys: list[bytes]) -> bool:
-    """Compare with every key in constant time, without stopping at a match (no timing hint)."""
-    candidate = given.encode("utf-8", "surrogateescape")
+    """Compare with every key (UTF-8 bytes) in constant time, without stopping at a match (no timing hint).
+
+    HTTP headers are bytes, which the server hands over decoded as Latin-1: encoding back to Latin-1 gives
+    the bytes the client sent, so a key outside ASCII matches when sent as UTF-8 (as curl and browsers do)."""
+    try:
+        candidate = given.encode("latin-1")
+    except UnicodeEncodeError:  # not from a header (a direct call): it is text already
+        candidate = given.encode("utf-8", "surrogateescape")
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(candidate, key)

@@ -46,6 +46,33 @@ class Settings(BaseSettings):
     max_bulk: int = Field(10_000, ge=1, le=1_000_000, description="most rows in one application/x-npy request")
     max_concurrent_bulk: int = Field(2, ge=1, le=64, description="application/x-npy requests served at once per worker")
     max_upscale: int = Field(16, ge=1, le=64, description="largest upscale factor for returned images")
+    max_request_pixels: int = Field(
+        50_000_000, ge=784, description="most pixels in all the images of one request together (a batch), decoded"
+    )
+    decode_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=256,
+        description="most images decoded at once per worker (each can take ~13 bytes per pixel); default: the cores",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="longest request line and headers together, in bytes (431)"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="the headers must arrive within this many seconds of their first byte (408)"
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="the body must arrive within this many seconds after the headers (408)"
+    )
+    idle_timeout_s: float = Field(
+        5.0, gt=0, le=3600, description="a connection with no request in progress is closed after this many seconds"
+    )
+    max_connections: int = Field(
+        1000, ge=1, le=1_000_000, description="most open connections per worker; a new one past it gets 503 and closed"
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, ge=0, le=3600, description="after SIGTERM, requests in flight get this long; then the process exits"
+    )
     microbatch_enabled: bool = Field(True, description="group concurrent requests into one forward pass")
     microbatch_max_size: int = Field(64, ge=1, le=4096, description="most items in one forward pass")
     microbatch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest wait for a batch to fill, in ms")

@@ -5,6 +5,7 @@ server.py        ServerProcess: a real `python -m service` on a free port; run_s
 images.py        the example digit, PNG bytes, base64, decoding answers
 http.py          assert_error: the one error shape
 load.py          run_load and the server's processes, for the reliability tests
+attacks.py       HealthProbe, RssSampler, raw sockets: what an attack costs the server (`from tests.support.attacks`)
 """
 
 from tests.support.checkpoints import TINY, TINY_MODELS, build_checkpoints

@@ -57,6 +57,14 @@ def png_with_header_size(width: int, height: int, pixels: bytes = DIGIT_PNG) -> 
     return bytes(data)
 
 
+def jpeg_with_header_size(width: int, height: int) -> bytes:
+    """A real 28x28 JPEG whose frame header claims another size: a lying header libjpeg would pad with gray."""
+    data = bytearray(png_bytes(example_digit(), fmt="JPEG", quality=90))
+    at = data.index(b"\xff\xc0")
+    data[at + 5 : at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
 def decompression_bomb(side: int) -> bytes:
     """side x side black one-bit pixels: 20,000 x 20,000 (400 million pixels) fit in about 50 KB."""
     buffer = io.BytesIO()
@@ -166,7 +174,9 @@ CATALOGUE: dict[str, Hostile] = {
     ),
     # JSON shapes
     "nested JSON": Hostile("POST", DECODE, {"json": {"latent": [[0.0] * 6]}}, says="latent[0]: Input should be"),
-    "deeply nested JSON": Hostile("POST", DECODE, raw_json("[" * 10_000 + "]" * 10_000), says="not valid JSON"),
+    "deeply nested JSON": Hostile(
+        "POST", DECODE, raw_json("[" * 10_000 + "]" * 10_000), says="holds 10,000 lists and objects"
+    ),
     "extra JSON field": Hostile(
         "POST",
         DECODE,
@@ -261,6 +271,32 @@ CATALOGUE: dict[str, Hostile] = {
     ),
     "upload in the wrong field": Hostile(
         "POST", ENCODE, {"files": {"image": ("d.png", DIGIT_PNG, "image/png")}}, says="unknown multipart field 'image'"
+    ),
+    # bounded by construction (tests/service/process/test_bounds_*.py attack these against small limits)
+    "a million empty images": Hostile(
+        "POST", ENCODE, raw_json('{"images":[' + ",".join(["{}"] * 1_000_000) + "]}"), says="holds 1,000,000 values"
+    ),
+    "30,000 JSON keys": Hostile(
+        "POST", DECODE, raw_json("{" + ",".join(f'"k{i}":0' for i in range(30_000)) + "}"), says="30,000 keys"
+    ),
+    "a JPEG whose header lies": Hostile(
+        "POST",
+        ENCODE,
+        upload(jpeg_with_header_size(4999, 5000), "d.jpg", "image/jpeg"),
+        415,
+        "unsupported_media_type",
+        "far too short",
+    ),
+    "too many pixels in one request": Hostile(
+        "POST",
+        ENCODE,
+        {"json": {"images": [{"image": b64(decompression_bomb(5000))}] * 3}},
+        413,
+        "payload_too_large",
+        "DIGITAE_MAX_REQUEST_PIXELS",
+    ),
+    "a long Accept header": Hostile(
+        "GET", "/v1/models", {"headers": {"accept": "text/" + "x" * 10_000}}, 406, "not_acceptable", "characters in all"
     ),
 }
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from service import observability
-from service.observability import BackgroundStreamHandler, log_access, logging_config, request_metrics
+from service.logs import BackgroundStreamHandler, logging_config
+from service.observability import log_access, request_metrics
 
 
 @pytest.fixture

@@ -1,0 +1,145 @@
+"""The log: one format for our loggers and uvicorn's, written from a background thread, every record one line.
+
+Imports only the standard library: uvicorn pickles the logging config to each worker process, and a worker
+must be able to read it (and so import this module) within the supervisor's first health ping.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import sys
+import threading
+import time
+from logging.handlers import QueueHandler
+from typing import Any, NamedTuple
+
+ACCESS_LINE = "%s %s %d %.1fms request_id=%s"
+
+
+class AccessLine(NamedTuple):
+    """An access line as the request leaves it: a tuple, made into a log record in the writer's thread."""
+
+    created: float
+    args: tuple[Any, ...]
+
+    def record(self) -> logging.LogRecord:
+        access_log = logging.getLogger("digitae.access")
+        record = access_log.makeRecord(access_log.name, logging.INFO, "", 0, ACCESS_LINE, self.args, None)
+        record.created, record.msecs = self.created, (self.created % 1) * 1000
+        return record
+
+
+WRITE_EVERY_S = 0.05
+
+
+class BackgroundStreamHandler(QueueHandler):
+    """Writes to stderr from a background thread: formatting and writing the per-request lines (to a slow
+    terminal or a full pipe) never stall the event loop. The thread wakes at most every WRITE_EVERY_S and
+    writes whatever has queued up in one write and one flush. Closing it (logging does at exit) flushes the queue."""
+
+    def __init__(self) -> None:
+        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        super().__init__(self._pending)
+        self.target = logging.StreamHandler(sys.stderr)
+        self.accepting = True
+        self._writer = threading.Thread(target=self._write_batches, name="digitae-log-writer", daemon=True)
+        self._writer.start()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        self.target.setFormatter(fmt)  # the background thread formats; this thread only queues
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Queue the record as it is: QueueHandler's default formats and copies it here, in the caller's thread
+        (for pickling to another process, which a thread does not need): that was most of a request's logging cost."""
+        return record
+
+    def _write_batches(self) -> None:
+        target, pending = self.target, self._pending
+        while True:
+            batch = [pending.get()]
+            if batch[0] is not None:
+                time.sleep(WRITE_EVERY_S)  # let lines gather: one wake-up per batch, not one per request
+            while len(batch) < 4096:
+                try:
+                    batch.append(pending.get_nowait())
+                except queue.Empty:
+                    break
+            records = [item.record() if isinstance(item, AccessLine) else item for item in batch if item is not None]
+            lines = []
+            for record in records:
+                try:
+                    lines.append(target.format(record) + target.terminator)
+                except Exception:
+                    target.handleError(record)
+            if lines:
+                try:
+                    with target.lock:  # type: ignore[union-attr]
+                        target.stream.write("".join(lines))
+                        target.flush()
+                except Exception:
+                    target.handleError(records[-1])
+            if len(records) < len(batch):
+                return  # the stop sentinel
+
+    def close(self) -> None:
+        self.accepting = False
+        if self._writer.is_alive():
+            self._pending.put_nowait(None)
+            self._writer.join(timeout=5)
+        self.target.close()
+        super().close()
+
+
+class PlainFormatter(logging.Formatter):
+    """The log line format, with the timestamp's text made once per second rather than once per line."""
+
+    _second = -1
+    _text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second or datefmt is not None:
+            self._second = second
+            self._text = time.strftime(datefmt or self.default_time_format, self.converter(second))
+        return f"{self._text},{int(record.msecs):03d}"
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_control(text: str) -> str:
+    """Control characters (line breaks, terminal escapes, bidi overrides) as visible escapes: whatever a client
+    sends can neither forge a log line nor drive the terminal that shows it."""
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
+
+
+class EscapingFormatter(PlainFormatter):
+    """The log format with control characters escaped: every record is one line, whatever it holds (a
+    traceback too: its line breaks are written as \\x0a, so no part of it can pass for a record of its own)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_control(super().format(record))
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """One format for our loggers and uvicorn's, for `logging.config.dictConfig` and uvicorn's `log_config`
+    (uvicorn applies it in every worker process). The access line is ours; uvicorn's is turned off."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"()": EscapingFormatter, "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stderr": {"()": BackgroundStreamHandler, "formatter": "plain"}},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "uvicorn": {"level": level.upper(), "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+        },
+    }

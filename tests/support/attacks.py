@@ -1,0 +1,121 @@
+"""Shared by the attack tests (tests/service/process/test_bounds_*.py): what an attack costs the server,
+measured from outside.
+
+`HealthProbe` times GET /healthz in a loop while an attack runs (the event loop's responsiveness, as a container
+healthcheck sees it); `RssSampler` follows the server's resident memory; `raw` opens a plain socket for requests
+no HTTP client would send.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import threading
+import time
+from types import TracebackType
+
+import httpx
+import psutil
+
+
+class HealthProbe:
+    """GET /healthz every `interval` s (one keep-alive connection, reopened if the server closed it), in a thread,
+    while the `with` block runs."""
+
+    def __init__(self, url: str, interval: float = 0.05) -> None:
+        self.url = url
+        self.interval = interval
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while True:  # at least once, however short the block
+                start = time.perf_counter()
+                try:
+                    status = client.get("/healthz").status_code
+                    if status != 200:
+                        self.failures.append(f"status {status}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.latencies.append(time.perf_counter() - start)
+                if self._stop.wait(self.interval):
+                    break
+
+    @property
+    def worst(self) -> float:
+        return max(self.latencies)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+        assert self.latencies, "the probe never got an answer"
+
+
+class RssSampler:
+    """The server's resident memory (with its worker processes), sampled every 10 ms while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.baseline = self.rss()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        try:
+            return sum(p.memory_info().rss for p in [self.process, *self.process.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            self._stop.wait(0.01)
+
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak - self.baseline) / 2**20
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def raw(port: int, timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything the server sends until it closes the connection (a reset counts as closed)."""
+    sock.settimeout(timeout)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    return b"".join(chunks)
+
+
+def status_of(response: bytes) -> int | None:
+    """The status code of a raw HTTP/1.1 response, or None when there is none."""
+    if not response.startswith(b"HTTP/1.1 "):
+        return None
+    return int(response[9:12])
