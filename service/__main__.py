@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.config
+import os
+import signal
 import sys
 from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from service.app import StartupError, build_registry, create_app
 from service.observability import logging_config
+from service.reloading import SUPERVISOR_PID_ENV
 from service.settings import Settings
 
 log = logging.getLogger("digitae")
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, except that SIGHUP is passed on to the workers (each reloads its models)
+    instead of restarting them."""
+
+    def handle_hup(self) -> None:
+        log.info("SIGHUP: passing it on to the workers (they reload their models)")
+        for process in self.processes:
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
 
 
 def main() -> int:
@@ -45,7 +62,9 @@ def main() -> int:
         uvicorn.run(create_app(settings, registry), **common)
     else:
         del registry
-        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **common)
+        os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())  # workers pass SIGHUP (POST /admin/reload) on to here
+        config = uvicorn.Config("service.app:create_app", factory=True, workers=settings.workers, **common)
+        Supervisor(config, sockets=[config.bind_socket()]).run()
     return 0
 
 

@@ -12,6 +12,7 @@ from fastapi import Depends, Path, Query, Request
 from service.errors import ApiError
 from service.inference import InferenceEngine
 from service.registry import MODEL_NAME_PATTERN, Registry, ServedModel
+from service.reloading import Reloader
 from service.render import BASE64_IMAGE_OUTPUT, ImageOutput, choose_image_output, require_json_accepted
 from service.settings import Settings
 
@@ -23,6 +24,7 @@ class Service:
     settings: Settings
     registry: Registry
     engine: InferenceEngine
+    reloader: Reloader | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +87,20 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     """For routes that answer JSON only."""
     require_json_accepted(request)
     service = running_service(request)
-    return ModelCall(service, service.registry.get(name), BASE64_IMAGE_OUTPUT)
+    return ModelCall(service, answering(request, service.registry.get(name)), BASE64_IMAGE_OUTPUT)
 
 
 async def get_image_model_call(request: Request, name: ModelName, upscale: Upscale = 1) -> ModelCall:
     """For routes that answer images: as base64 in JSON, or (Accept: image/png) as the PNG itself."""
     service = running_service(request)
     output = choose_image_output(request, upscale, service.settings.max_upscale)
-    return ModelCall(service, service.registry.get(name), output)
+    return ModelCall(service, answering(request, service.registry.get(name)), output)
+
+
+def answering(request: Request, model: ServedModel) -> ServedModel:
+    """Note the model (this very version: a reload meanwhile does not change it) for the response headers."""
+    request.scope["state"]["model"] = model
+    return model
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

@@ -66,6 +66,15 @@ INFERENCE_TIME = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 
+MODEL_CHANGES = Counter(
+    "digitae_model_changes",
+    "Checkpoint folders added, updated, removed or refused (damaged: the previous version serves on) by reloads",
+    ["model", "change"],
+)
+# Every answer from a model names the model and the version that computed it.
+MODEL_HEADERS = ("X-Model-Name", "X-Model-Version")
+_CONNECTION_CLOSE = (b"connection", b"close")
+
 
 class InFlight:
     """How many HTTP requests this process is handling right now."""
@@ -81,6 +90,10 @@ class InFlight:
 def observe_batch(model: str, operation: str, size: int, seconds: float) -> None:
     MICROBATCH_SIZE.labels(model, operation).observe(size)
     INFERENCE_TIME.labels(model, operation).observe(seconds)
+
+
+def observe_model_change(model: str, change: str) -> None:
+    MODEL_CHANGES.labels(model, change).inc()
 
 
 def metrics_text() -> tuple[bytes, str]:
@@ -121,7 +134,7 @@ class RequestContextMiddleware:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                message["headers"] = [*message.get("headers", ()), id_header]
+                message["headers"] = [*message.get("headers", ()), id_header, *_operations_headers(scope)]
             await send(message)
 
         InFlight.count += 1
@@ -145,6 +158,20 @@ class RequestContextMiddleware:
                 access_log.info(
                     "%s %s %d %.1fms request_id=%s", method, scope.get("path", ""), status, seconds * 1000, request_id
                 )
+
+
+def _operations_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The model and version that answered (when the route named one), and `Connection: close` while draining
+    (keep-alive clients then reconnect, to another replica)."""
+    headers = []
+    model = scope["state"].get("model")
+    if model is not None:
+        headers += [(b"x-model-name", model.name.encode()), (b"x-model-version", model.version.encode())]
+    app = scope.get("app")
+    drain = getattr(getattr(app, "state", None), "drain", None)
+    if drain is not None and drain.draining:
+        headers.append(_CONNECTION_CLOSE)
+    return headers
 
 
 class BodyLimitMiddleware:
