@@ -33,7 +33,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = command
-        self.env = {**env, "DIGITAE_PORT": str(self.port)}
+        self.env = {"DIGITAE_DRAIN_S": "0", **env, "DIGITAE_PORT": str(self.port)}  # no balancer: stop at once
         self.ready_path = ready_path
         self.log_path = log_path
         self.process: subprocess.Popen | None = None

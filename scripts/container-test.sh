@@ -64,7 +64,7 @@ EOF
 export CONTAINERS_STORAGE_CONF="$cache/storage.conf"
 
 # -- cleaning up: whatever happens, nothing of this run is left ------------------------------------------------------
-compose() { DIGITAE_PUBLISH_PORT="${compose_port:-8000}" "$venv/bin/podman-compose" -p "$project" "$@"; }
+compose() { DIGITAE_API_PORTS="${compose_port:-8000}" "$venv/bin/podman-compose" -p "$project" "$@"; }
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
@@ -279,6 +279,8 @@ if [[ -n "$balancer" ]]; then
     read -r lb_service lb_image <<<"$balancer"
     say "podman-compose --profile lb up -d --scale api=3 ($lb_service: a stand-in $lb_image)"
     standin_balancer "$lb_image"
+    single_port="$compose_port"
+    compose_port="$((single_port + 1))-$((single_port + 3))"  # each replica publishes its own host port
     compose --profile lb up -d --scale api=3
     lb_port="$(podman port "${project}_${lb_service}_1" | head -1 | sed 's/.*://')"
     replicas="$(podman ps --quiet --filter "label=io.podman.compose.project=$project" \
@@ -288,4 +290,5 @@ if [[ -n "$balancer" ]]; then
     http infer "http://127.0.0.1:$lb_port"
     echo "ok: 3 api replicas serve through $lb_image"
     compose --profile lb down --volumes
+    compose_port="$single_port"
 fi

@@ -33,6 +33,7 @@ from service.errors import ApiError, error_responses
 from service.inference import Reconstruction, corrupt_all, corruption_plan, path_ends, sample_latents, straight_path
 from service.inputs import ImageSource, batch_names, load_images, media_type, read_image_request, read_json
 from service.observability import metrics_text
+from service.reloading import signal_other_workers
 from service.render import (
     DECODE_FIELDS,
     ENCODE_ARRAYS,
@@ -74,6 +75,7 @@ from service.schemas import (
     ReconstructBatchResult,
     ReconstructRequest,
     ReconstructResult,
+    ReloadResult,
     SampleRequest,
     SampleResult,
 )
@@ -91,6 +93,7 @@ FIELDS_BY_PATH = {
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
 ops = APIRouter(tags=["operations"])
+admin = APIRouter(prefix="/admin", tags=["admin"])  # create_app mounts it, with its key check, when a key is set
 
 
 # -- models ---------------------------------------------------------------------------------------------
@@ -100,9 +103,10 @@ ops = APIRouter(tags=["operations"])
     "/models",
     tags=["models"],
     summary="List the models",
-    description="Every auto-encoder being served: its `name` (use it in the other routes), `kind` (`ae` or `vae`), "
-    "`latent_dim` and the metrics from its model card. The digit classifier that judged the experiments is "
-    "served by `POST /v1/classify`, not as a model, so it is not listed.",
+    description="Every auto-encoder being served: its `name` (use it in the other routes), `version` (what "
+    "`X-Model-Version` names in every answer), `trained_at`, `kind` (`ae` or `vae`), `latent_dim` and the metrics "
+    "from its model card. The digit classifier that judged the experiments is served by `POST /v1/classify`, not "
+    "as a model, so it is not listed.",
     response_model=list[ModelSummary],
     responses=error_responses(401, 406),
 )
@@ -446,15 +450,25 @@ async def healthz() -> Response:
 @ops.get(
     "/readyz",
     summary="Readiness",
-    description="200 once every model is loaded and verified (with the served models, the verified judges and "
-    "any skipped checkpoints); 503 before that and while stopping.",
+    description="200 once every model is loaded and verified, with the served models and their versions, the "
+    "verified judges, the checkpoints skipped at startup and those refused by a reload (damaged: the previous "
+    "version serves on); 503 before that, and from SIGTERM on (draining, then stopping).",
     response_model=Readiness,
     responses=error_responses(503),
 )
-async def readyz(service: ServiceDep) -> Response:
+async def readyz(request: Request, service: ServiceDep) -> Response:
+    if request.app.state.drain.draining:
+        raise ApiError(503, "the service is stopping (draining after SIGTERM); send requests to another replica")
     registry = service.registry
     return json_response(
-        {"status": "ready", "models": list(registry.models), "judges": registry.judges, "skipped": registry.skipped}
+        {
+            "status": "ready",
+            "models": list(registry.models),
+            "versions": {name: model.version for name, model in registry.models.items()},
+            "judges": registry.judges,
+            "skipped": registry.skipped,
+            "refused": registry.refused,
+        }
     )
 
 
@@ -469,3 +483,24 @@ async def readyz(service: ServiceDep) -> Response:
 async def metrics() -> Response:
     content, media_type = metrics_text()
     return Response(content, media_type=media_type)
+
+
+# -- admin ------------------------------------------------------------------------------------------------------
+
+
+@admin.post(
+    "/reload",
+    summary="Reload the models now",
+    description="Looks for new, changed and removed checkpoint folders and swaps them in, as the periodic poll "
+    "does, and answers what changed in the worker process that took the request. The other workers of the server "
+    "are sent SIGHUP and reload too. A damaged checkpoint is refused (listed in `refused`) and the version already "
+    "loaded serves on. Needs `Authorization: Bearer <DIGITAE_ADMIN_KEY>`; without that setting this route does "
+    "not exist.",
+    response_model=ReloadResult,
+    responses=error_responses(401, 503),
+)
+async def reload_models(service: ServiceDep) -> Response:
+    assert service.reloader is not None  # the lifespan always makes one
+    report = await service.reloader.reload("admin")
+    signal_other_workers()
+    return json_response(report.as_dict())

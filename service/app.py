@@ -19,17 +19,19 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from service.api import FIELDS_BY_PATH, ops, v1
+from service.api import FIELDS_BY_PATH, admin, ops, v1
 from service.body_limit import BodyLimitMiddleware
 from service.deps import Service
 from service.docs import add_request_schemas, document_deployment, document_fields
+from service.draining import Drain
 from service.errors import install_error_handlers
 from service.explorer import install_explorer
 from service.in_flight import InFlight, InFlightMiddleware
 from service.inference import InferenceEngine
-from service.observability import RequestContextMiddleware, observe_batch
+from service.observability import MODEL_HEADERS, RequestContextMiddleware, observe_batch, observe_model_change
 from service.registry import Registry, StartupError, load_registry
-from service.security import require_api_key
+from service.reloading import Reloader, start_reloading
+from service.security import require_admin_key, require_api_key
 from service.server import handle_sighup
 from service.settings import Settings
 
@@ -58,13 +60,15 @@ enlarges them. `fields` (e.g. `?fields=loss,latent`) trims an answer to the fiel
 `results` or one `.npy` array (`Accept: application/x-npy`; `fields` picks which).
 
 **Errors** all have one shape: `{"error": {"code", "message", "detail", "request_id"}}` (see `ErrorResponse`).
-Every response carries `X-Request-ID`. When the service has API keys, `/v1` needs `Authorization: Bearer <key>`.
+Every response carries `X-Request-ID`; every answer from a model names it and its version (`X-Model-Name`,
+`X-Model-Version`). When the service has API keys, `/v1` needs `Authorization: Bearer <key>`.
 """
 TAGS = [
     {"name": "models", "description": "What is being served."},
     {"name": "inference", "description": "Images in, latents and images out; single or batched."},
     {"name": "generation", "description": "New images from the latent space."},
     {"name": "operations", "description": "Liveness, readiness and metrics (never need a key)."},
+    {"name": "admin", "description": "Operator actions, with the admin key (absent unless DIGITAE_ADMIN_KEY is set)."},
 ]
 
 
@@ -81,18 +85,24 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
         loaded = registry if registry is not None else build_registry(settings)
-        engine = InferenceEngine(loaded, settings, observe=observe_batch, worth_waiting=InFlight.others)
-        app.state.service = Service(settings=settings, registry=loaded, engine=engine)
+        engine = InferenceEngine(settings, observe=observe_batch, worth_waiting=InFlight.others)
+        reloader = Reloader(loaded, settings.models_dir, loaded.device, engine.forget_all_but, observe_model_change)
+        reloader.adopt_startup_state()
+        app.state.service = Service(settings=settings, registry=loaded, engine=engine, reloader=reloader)
+        app.state.drain.install()
+        stop_reloading = start_reloading(reloader, settings.reload_interval_s)
         # What startup built lives as long as the process: out of the garbage collector's sight, a full
         # collection under load scans only what requests create (shorter pauses, a shorter latency tail).
         gc.collect()
         gc.freeze()
-        log.info("ready: serving %s", ", ".join(loaded.models))
+        log.info("ready: serving %s", ", ".join(f"{m.name} {m.version}" for m in loaded.models.values()))
         try:
-            with handle_sighup():
+            with handle_sighup(reloader.on_sighup):  # SIGHUP: reload the models now
                 yield
         finally:
             app.state.service = None  # /readyz answers 503 from here on
+            stop_reloading()
+            app.state.drain.uninstall()
             await engine.close()
 
     # The Swagger UI and ReDoc assets are served from the package, not a CDN: /docs works offline.
@@ -105,12 +115,16 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     )
     app.state.settings = settings
     app.state.service = None
+    app.state.drain = Drain(settings.drain_s, settings.grace_s)
     app.state.api_keys = [key.encode() for key in settings.api_keys]
+    app.state.admin_key = (settings.admin_key or "").encode()
     install_error_handlers(app)
     # Only a keyed service checks keys (and says so in its OpenAPI); an open one skips the work.
     app.include_router(v1, dependencies=[Depends(require_api_key)] if settings.api_keys else None)
     app.include_router(ops)
     install_explorer(app)
+    if settings.admin_key:  # no key, no admin routes at all (404)
+        app.include_router(admin, dependencies=[Depends(require_admin_key)])
 
     # outermost last: request context (id, log, metrics, last-resort 500) > CORS > in-flight count > body cap > app
     app.add_middleware(
@@ -123,7 +137,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", *MODEL_HEADERS],
         )
     app.add_middleware(RequestContextMiddleware)
     app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]

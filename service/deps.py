@@ -13,6 +13,7 @@ from service.arrays import BulkSlots
 from service.errors import ApiError
 from service.inference import InferenceEngine
 from service.registry import MODEL_NAME_PATTERN, NoJudge, Registry, ServedJudge, ServedModel, UnknownModel
+from service.reloading import Reloader
 from service.render import BASE64_IMAGE_OUTPUT, JSON, NPY, ImageOutput, choose_image_output, require_json_accepted
 from service.settings import Settings
 
@@ -24,6 +25,7 @@ class Service:
     settings: Settings
     registry: Registry
     engine: InferenceEngine
+    reloader: Reloader | None = None
     bulk_slots: BulkSlots = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,7 +117,7 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     """For routes that answer JSON only."""
     require_json_accepted(request)
     service = running_service(request)
-    return ModelCall(service, served_model(service, name), BASE64_IMAGE_OUTPUT)
+    return ModelCall(service, answering(request, served_model(service, name)), BASE64_IMAGE_OUTPUT)
 
 
 async def get_image_model_call(
@@ -125,14 +127,20 @@ async def get_image_model_call(
     (Accept: application/x-npy) as an array."""
     service = running_service(request)
     output = choose_image_output(request, upscale, service.settings.max_upscale, fields)
-    return ModelCall(service, served_model(service, name), output)
+    return ModelCall(service, answering(request, served_model(service, name)), output)
 
 
 async def get_array_model_call(request: Request, name: ModelName, fields: Fields = None) -> ModelCall:
     """For routes that answer numbers only: JSON, or (Accept: application/x-npy) an array."""
     service = running_service(request)
     output = choose_image_output(request, 1, 1, fields, offers=(JSON, NPY))
-    return ModelCall(service, served_model(service, name), output)
+    return ModelCall(service, answering(request, served_model(service, name)), output)
+
+
+def answering(request: Request, model: ServedModel) -> ServedModel:
+    """Note the model (this very version: a reload meanwhile does not change it) for the response headers."""
+    request.scope["state"]["model"] = model
+    return model
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

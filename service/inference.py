@@ -24,7 +24,7 @@ from models.corruptions import GaussianNoise, Occlusion
 from models.losses import bce_per_image, mse_per_image, vae_terms
 from models.networks import SIDE, VariationalAutoEncoder
 from service.batching import MicroBatcher
-from service.registry import Registry, ServedJudge, ServedModel
+from service.registry import ServedJudge, ServedModel
 from service.schemas import CorruptionSpec, OcclusionSpec, PathEnd
 from service.settings import Settings
 
@@ -103,6 +103,13 @@ def classify_batch(judge: ServedJudge, images: list[np.ndarray]) -> list[Verdict
     return [Verdict(row) for row in probabilities]
 
 
+BATCH_FUNCTIONS: dict[str, Callable[[ServedModel, list[Any]], list[Any]]] = {
+    "encode": encode_batch,
+    "reconstruct": reconstruct_batch,
+    "decode": decode_batch,
+}
+
+
 def _images_to_tensor(images: list[np.ndarray], device: torch.device) -> Tensor:
     return torch.from_numpy(np.stack(images).astype(np.float32, copy=False)).unsqueeze(1).to(device)
 
@@ -135,62 +142,66 @@ BatchObserver = Callable[[str, str, int, float], None]  # (model, operation, bat
 
 
 class InferenceEngine:
-    """One micro-batcher per (model, operation), all feeding one inference thread.
+    """One micro-batcher per (model version, operation), all feeding one inference thread.
 
     One thread, because on a small CPU box the event loop needs the other core, and a single queue
     of forward passes lets batches grow under load; torch's own threads (torch_threads) work inside it.
+    Batchers are made on first use and keyed by the model's version too: after a reload, requests that
+    started on the old version finish on it, and never share a forward pass with the new one.
     """
 
     def __init__(
         self,
-        registry: Registry,
         settings: Settings,
         observe: BatchObserver | None = None,
         worth_waiting: Callable[[], bool] = lambda: True,
     ) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitae-inference")
-        functions: dict[str, Callable[[ServedModel, list[Any]], list[Any]]] = {
-            "encode": encode_batch,
-            "reconstruct": reconstruct_batch,
-            "decode": decode_batch,
-        }
-        self._batchers: dict[tuple[str, str], MicroBatcher] = {}
-        for name, model in registry.models.items():
-            for operation, function in functions.items():
-                self._batchers[name, operation] = MicroBatcher(
-                    partial(function, model),
-                    executor=self.executor,
-                    max_size=settings.microbatch_max_size,
-                    wait_s=settings.microbatch_wait_ms / 1000,
-                    enabled=settings.microbatch_enabled,
-                    observe=partial(observe, name, operation) if observe is not None else None,
-                    worth_waiting=worth_waiting,
-                )
-        if registry.judge is not None:
-            self._batchers[registry.judge.name, "classify"] = MicroBatcher(
-                partial(classify_batch, registry.judge),
+        self._settings = settings
+        self._observe = observe
+        self._worth_waiting = worth_waiting
+        self._batchers: dict[tuple[str, str, str], MicroBatcher] = {}
+
+    def _batcher(self, model: ServedModel | ServedJudge, operation: str) -> MicroBatcher:
+        key = (model.name, model.version if isinstance(model, ServedModel) else "", operation)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            settings, observe = self._settings, self._observe
+            if isinstance(model, ServedJudge):
+                function: Callable[[list[Any]], list[Any]] = partial(classify_batch, model)
+            else:
+                function = partial(BATCH_FUNCTIONS[operation], model)
+            batcher = self._batchers[key] = MicroBatcher(
+                function,
                 executor=self.executor,
                 max_size=settings.microbatch_max_size,
                 wait_s=settings.microbatch_wait_ms / 1000,
                 enabled=settings.microbatch_enabled,
-                observe=partial(observe, registry.judge.name, "classify") if observe is not None else None,
-                worth_waiting=worth_waiting,
+                observe=partial(observe, model.name, operation) if observe is not None else None,
+                worth_waiting=self._worth_waiting,
             )
+        return batcher
 
-    async def classify(self, judge: ServedJudge, images: list[np.ndarray]) -> list[Verdict]:
-        return await self._batchers[judge.name, "classify"].submit_many(images)
+    def forget_all_but(self, models: dict[str, ServedModel]) -> None:
+        """After a reload: drop the batchers of versions no longer served. A request still running on one keeps
+        its batcher alive until it finishes (a late one makes a new batcher, dropped at the next reload)."""
+        served = {(m.name, m.version) for m in models.values()}
+        self._batchers = {key: b for key, b in self._batchers.items() if key[:2] in served}
 
     async def encode(self, model: ServedModel, images: list[np.ndarray]) -> list[Encoding]:
-        return await self._batchers[model.name, "encode"].submit_many(images)
+        return await self._batcher(model, "encode").submit_many(images)
 
     async def reconstruct(self, model: ServedModel, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Reconstruction]:
-        return await self._batchers[model.name, "reconstruct"].submit_many(pairs)
+        return await self._batcher(model, "reconstruct").submit_many(pairs)
 
     async def decode(self, model: ServedModel, latents: list[np.ndarray]) -> list[np.ndarray]:
-        return await self._batchers[model.name, "decode"].submit_many(latents)
+        return await self._batcher(model, "decode").submit_many(latents)
+
+    async def classify(self, judge: ServedJudge, images: list[np.ndarray]) -> list[Verdict]:
+        return await self._batcher(judge, "classify").submit_many(images)
 
     async def close(self) -> None:
-        for batcher in self._batchers.values():
+        for batcher in list(self._batchers.values()):
             await batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 

@@ -68,6 +68,15 @@ INFERENCE_TIME = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 
+MODEL_CHANGES = Counter(
+    "digitae_model_changes",
+    "Checkpoint folders added, updated, removed or refused (damaged: the previous version serves on) by reloads",
+    ["model", "change"],
+)
+# Every answer from a model names the model and the version that computed it.
+MODEL_HEADERS = ("X-Model-Name", "X-Model-Version")
+_CONNECTION_CLOSE = (b"connection", b"close")
+
 
 def log_access(method: str, path: str, status: int, milliseconds: float, request_id: str) -> None:
     """One access line. When the line goes to a `BackgroundStreamHandler` (as `logging_config` sets up), the
@@ -120,6 +129,10 @@ def observe_batch(model: str, operation: str, size: int, seconds: float) -> None
     INFERENCE_TIME.labels(model, operation).observe(seconds)
 
 
+def observe_model_change(model: str, change: str) -> None:
+    MODEL_CHANGES.labels(model, change).inc()
+
+
 def metrics_text() -> tuple[bytes, str]:
     """The exposition text: this process, or every worker in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -158,7 +171,7 @@ class RequestContextMiddleware:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                message["headers"] = [*message.get("headers", ()), id_header]
+                message["headers"] = [*message.get("headers", ()), id_header, *_operations_headers(scope)]
             await send(message)
 
         try:
@@ -185,3 +198,17 @@ class RequestContextMiddleware:
             latency.observe(seconds)
             if access_log.isEnabledFor(logging.INFO):
                 log_access(method, scope.get("path", ""), status, seconds * 1000, request_id)
+
+
+def _operations_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The model and version that answered (when the route named one), and `Connection: close` while draining
+    (keep-alive clients then reconnect, to another replica)."""
+    headers = []
+    model = scope["state"].get("model")
+    if model is not None:
+        headers += [(b"x-model-name", model.name.encode()), (b"x-model-version", model.version.encode())]
+    app = scope.get("app")
+    drain = getattr(getattr(app, "state", None), "drain", None)
+    if drain is not None and drain.draining:
+        headers.append(_CONNECTION_CLOSE)
+    return headers

@@ -1,4 +1,4 @@
-"""The models being served: every checkpoint folder loaded and verified once, at startup.
+"""The models being served: every checkpoint folder loaded and verified at startup, and again when it changes.
 
 Auto-encoders (`ae`, `vae`) are served by their folder name (`ae-6`, `vae-2`). A `classifier`
 checkpoint is the judge of the offline experiments: it is verified like the others (a tampered one
@@ -6,10 +6,16 @@ is refused just the same), reported by /readyz, and served by POST /v1/classify 
 
 A folder that fails to load is a `StartupError` naming the file and the problem, or, with
 `skip_bad_checkpoints`, a logged warning and the folder is left out.
+
+Every model has a `version`: its training date and a short hash of its card (which holds the sha256 of
+every other file), so any change to a checkpoint is a new version. `Registry.models` is only ever
+replaced whole (service/reloading.py swaps in a new mapping), never edited in place.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -64,6 +70,8 @@ class ServedModel:
     centroids_cpu: torch.Tensor  # the same on the CPU, for drawing samples
     spread: np.ndarray  # (10, latent_dim), per-dimension std around each centroid
     atlas: dict[str, Any] | None = None  # held-out digits' codes and labels (atlas.json), when the checkpoint has one
+    version: str = ""  # model_version(card): what X-Model-Version names
+    trained_at: str | None = None  # the card's training date (ISO 8601), when it has one
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -82,16 +90,17 @@ class ServedJudge:
 
 @dataclass
 class Registry:
-    models: dict[str, ServedModel] = field(default_factory=dict)
+    models: dict[str, ServedModel] = field(default_factory=dict)  # replaced whole by a reload, never edited
     judges: list[str] = field(default_factory=list)  # verified classifier checkpoints
     judge: ServedJudge | None = None  # the one /v1/classify serves: the first by name
+    skipped: dict[str, str] = field(default_factory=dict)  # folder -> problem, at startup
+    refused: dict[str, str] = field(default_factory=dict)  # folder -> problem, at a reload (the old version serves)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where its models are (and reloads go)
 
     def get_judge(self) -> ServedJudge:
         if self.judge is None:
             raise NoJudge()
         return self.judge
-
-    skipped: dict[str, str] = field(default_factory=dict)  # folder -> problem
 
     def get(self, name: str) -> ServedModel:
         """The named model, or `UnknownModel` (names never touch the filesystem)."""
@@ -99,6 +108,20 @@ class Registry:
         if model is None:
             raise UnknownModel(name, list(self.models))
         return model
+
+
+def model_version(card: dict[str, Any]) -> str:
+    """`YYYYMMDD-<12 hex>`: the training date, and a short sha256 of the card (canonical JSON). The card lists the
+    sha256 of every other file, so a retrained or edited checkpoint always gets a new version."""
+    digest = hashlib.sha256(json.dumps(card, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+    trained_at = card.get("trained_at")
+    date = trained_at[:10].replace("-", "") if isinstance(trained_at, str) and len(trained_at) >= 10 else ""
+    return f"{date}-{digest}" if date.isdigit() else digest
+
+
+def checkpoint_folders(models_dir: Path) -> list[Path]:
+    """The folders that may hold checkpoints, by name (hidden ones are work in progress: skipped)."""
+    return sorted(p for p in Path(models_dir).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
 
 def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: bool) -> Registry:
@@ -112,11 +135,10 @@ def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: boo
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise StartupError(f"the models folder {models_dir} does not exist (set DIGITAE_MODELS_DIR)")
-    registry = Registry()
-    folders = sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    for folder in folders:
+    registry = Registry(device=device)
+    for folder in checkpoint_folders(models_dir):
         try:
-            _load_one(registry, folder, device)
+            loaded = load_folder(folder, device)
         except CheckpointError as exc:
             problem = f"checkpoint {exc.path}: {exc.problem}"
             if not skip_bad:
@@ -125,24 +147,31 @@ def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: boo
                 ) from exc
             log.warning("skipping %s", problem)
             registry.skipped[folder.name] = problem
+            continue
+        if isinstance(loaded, ServedJudge):
+            registry.judges.append(folder.name)
+            if registry.judge is None:
+                registry.judge = loaded
+        else:
+            registry.models[folder.name] = loaded
     if not registry.models:
         raise StartupError(f"no auto-encoder checkpoint could be loaded from {models_dir}; nothing to serve")
     return registry
 
 
-def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
+def load_folder(folder: Path, device: torch.device) -> ServedModel | ServedJudge:
+    """Load and verify one checkpoint folder: an auto-encoder to serve, or a judge (the digit classifier).
+    Raises CheckpointError naming the file and the problem."""
     if not _MODEL_NAME.match(folder.name):
         raise CheckpointError(folder, f"the folder name must match {MODEL_NAME_PATTERN} to be served")
     checkpoint = load_checkpoint(folder, device=device)
     if checkpoint.kind not in AUTOENCODER_KINDS:
-        registry.judges.append(folder.name)
-        if registry.judge is None:
-            registry.judge = ServedJudge(folder.name, checkpoint.network, device)
         log.info("verified %s (%s, serves /v1/classify)", folder.name, checkpoint.kind)
-        return
+        return ServedJudge(folder.name, checkpoint.network, device)
     assert checkpoint.centroids is not None and checkpoint.spread is not None  # load_checkpoint guarantees them
     latent_dim = int(checkpoint.card["latent_dim"])
-    registry.models[folder.name] = ServedModel(
+    trained_at = checkpoint.card.get("trained_at")
+    model = ServedModel(
         name=folder.name,
         kind=checkpoint.kind,
         latent_dim=latent_dim,
@@ -153,5 +182,11 @@ def _load_one(registry: Registry, folder: Path, device: torch.device) -> None:
         centroids_cpu=checkpoint.centroids.clone(),
         spread=checkpoint.spread.numpy(),
         atlas=checkpoint.atlas,
+        version=model_version(checkpoint.card),
+        trained_at=trained_at if isinstance(trained_at, str) else None,
     )
-    log.info("loaded %s (%s, latent_dim %d) on %s", folder.name, checkpoint.kind, latent_dim, device)
+    log.info(
+        "loaded %s (%s, latent_dim %d, version %s) on %s",
+        *(folder.name, checkpoint.kind, latent_dim, model.version, device),
+    )
+    return model

@@ -162,7 +162,14 @@ def choose_image_output(
 
 
 def model_summary(model: ServedModel) -> dict[str, Any]:
-    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim, "metrics": model.metrics}
+    return {
+        "name": model.name,
+        "version": model.version,
+        "trained_at": model.trained_at,
+        "kind": model.kind,
+        "latent_dim": model.latent_dim,
+        "metrics": model.metrics,
+    }
 
 
 def model_detail(model: ServedModel) -> dict[str, Any]:

@@ -326,6 +326,12 @@ Vector = list[float]
 
 class ModelSummary(BaseModel):
     name: str = Field(examples=["ae-6"])
+    version: str = Field(
+        description="training date and a short hash of the model card: changes whenever the checkpoint does; "
+        "every answer from the model carries it in X-Model-Version",
+        examples=["20261125-3f2a9c1b0d4e"],
+    )
+    trained_at: str | None = Field(description="when it was trained (ISO 8601), from its card", examples=[None])
     kind: Literal["ae", "vae"]
     latent_dim: int = Field(examples=[6])
     metrics: dict[str, Any] = Field(description="the model card's metrics", examples=[{"test_mse": 0.0208}])
@@ -429,5 +435,20 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"]
     models: list[str]
+    versions: dict[str, str] = Field(description="model name -> the version being served")
     judges: list[str] = Field(description="verified classifier checkpoints (the first serves /v1/classify)")
-    skipped: dict[str, str] = Field(description="checkpoint folders left out, and why")
+    skipped: dict[str, str] = Field(description="checkpoint folders left out at startup, and why")
+    refused: dict[str, str] = Field(
+        description="checkpoint folders a reload refused, and why (the version loaded before serves on; "
+        "'*' when a reload was refused as a whole)"
+    )
+
+
+class ReloadResult(BaseModel):
+    trigger: Literal["admin", "poll", "SIGHUP"]
+    added: list[str] = Field(description="models served from now on")
+    updated: list[str] = Field(description="models whose new version replaced the old")
+    removed: list[str] = Field(description="models no longer served (their folder is gone)")
+    refused: dict[str, str] = Field(description="checkpoint folders found damaged, and why")
+    versions: dict[str, str] = Field(description="model name -> version served after the reload")
+    pid: int = Field(description="the worker process that answered (each worker reloads by itself)")

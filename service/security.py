@@ -1,4 +1,5 @@
-"""Optional API keys: with DIGITAE_API_KEYS set, every /v1 route needs `Authorization: Bearer <key>`."""
+"""Optional API keys: with DIGITAE_API_KEYS set, every /v1 route needs `Authorization: Bearer <key>`; the admin
+routes (only with DIGITAE_ADMIN_KEY set) need that key."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ async def require_api_key(
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", headers=CHALLENGE)
     if not key_matches(credentials.credentials, keys):
         raise ApiError(401, "wrong API key", headers=CHALLENGE)
+
+
+async def require_admin_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> None:
+    """The admin routes exist only with DIGITAE_ADMIN_KEY set; they take that key, not an API key."""
+    key: bytes = request.app.state.admin_key
+    if credentials is None:
+        raise ApiError(401, "missing admin key: send 'Authorization: Bearer <DIGITAE_ADMIN_KEY>'", headers=CHALLENGE)
+    if not key_matches(credentials.credentials, [key]):
+        raise ApiError(401, "wrong admin key", headers=CHALLENGE)

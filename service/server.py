@@ -62,11 +62,12 @@ def on_sighup() -> None:
 
 
 @contextlib.contextmanager
-def handle_sighup() -> Iterator[None]:
-    """While serving, SIGHUP calls `on_sighup` on the event loop instead of ending the process (its default)."""
+def handle_sighup(on_hup: Callable[[], None] = on_sighup) -> Iterator[None]:
+    """While serving, SIGHUP calls `on_hup` (the app's lifespan gives its own: reload the models) on the event loop
+    instead of ending the process (its default)."""
     loop = asyncio.get_running_loop()
     try:
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     except (ValueError, RuntimeError, NotImplementedError):  # not the main thread (an in-process test client)
         yield
         return
@@ -302,7 +303,7 @@ class Supervisor(Multiprocess):
     """uvicorn's worker supervisor, except that SIGHUP is passed on to the workers instead of restarting them."""
 
     def handle_hup(self) -> None:
-        on_sighup()
+        log.info("SIGHUP received: passing it on to the workers")
         for process in self.processes:
             if process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):

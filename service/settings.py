@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
@@ -86,6 +86,19 @@ class Settings(BaseSettings):
         default_factory=list, description="origins allowed by CORS; empty = no CORS headers"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="logging level")
+    # -- operations: live reload and stopping (service/reloading.py, service/draining.py) --
+    reload_interval_s: float = Field(
+        10.0, ge=0, le=86400, description="how often each worker looks for new, changed or removed checkpoints; 0 = off"
+    )
+    admin_key: str | None = Field(
+        None, description="bearer key for /admin (POST /admin/reload); unset or empty = the admin routes are off"
+    )
+    drain_s: float = Field(
+        5.0, ge=0, le=3600, description="after SIGTERM: seconds of answering /readyz 503 while still serving"
+    )
+    grace_s: float = Field(
+        25.0, gt=0, le=3600, description="after SIGTERM: the process exits by then, drain included, whatever clients do"
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -105,6 +118,19 @@ class Settings(BaseSettings):
             if len(key) < 8 or any(c.isspace() for c in key):
                 raise ValueError("every API key needs at least 8 characters and no spaces")
         return keys
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_is_strong(cls, key: str | None) -> str | None:
+        if key and (len(key) < 16 or any(c.isspace() for c in key)):
+            raise ValueError("the admin key needs at least 16 characters and no spaces")
+        return key
+
+    @model_validator(mode="after")
+    def _drain_fits_grace(self) -> Settings:
+        if self.drain_s >= self.grace_s:
+            raise ValueError(f"drain_s ({self.drain_s}) must be shorter than grace_s ({self.grace_s})")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -130,6 +156,7 @@ class Settings(BaseSettings):
         """The settings as logged at startup: API keys masked."""
         values = self.model_dump(mode="json")
         values["api_keys"] = [f"***{len(key)} chars***" for key in self.api_keys]
+        values["admin_key"] = f"***{len(self.admin_key)} chars***" if self.admin_key else None
         return values
 
 

@@ -37,6 +37,7 @@ class ServerProcess:
             "DIGITAE_MODELS_DIR": str(models_dir),
             "DIGITAE_HOST": "127.0.0.1",
             "DIGITAE_PORT": str(self.port),
+            "DIGITAE_DRAIN_S": "0",  # stop() at once; the drain tests set their own
             **{f"DIGITAE_{key.upper()}": str(value) for key, value in settings.items()},
             **(env or {}),
         }
