@@ -16,6 +16,10 @@ TEST_DATA_ARG := $(if $(TEST_DATA),--test-data $(TEST_DATA))
 # An install is redone only when what it depends on changed (or the virtual environment is gone).
 RUN_STAMP := $(VENV)/.digitae-run.stamp
 DEV_STAMP := $(VENV)/.digitae-dev.stamp
+# checkov (the policy scan of deploy/kubernetes, tests/delivery/test_kubernetes.py) in a venv of its own: its exact
+# pins (packaging<24, networkx<2.7) cannot share one environment, or one lock, with pytest and torch.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(VENV)/checkov/bin/checkov
 INSTALL_INPUTS := pyproject.toml constraints.txt scripts/install.sh
 
 .DEFAULT_GOAL := help
@@ -36,7 +40,7 @@ $(DEV_STAMP): $(INSTALL_INPUTS)
 run: $(RUN_STAMP)  ## serve the committed checkpoints on 127.0.0.1:8000 (settings: DIGITAE_* variables)
 	$(BIN)/python -m service
 
-test: lint  ## lint, then the test suite (without the long soak)
+test: lint $(CHECKOV)  ## lint, then the test suite (without the long soak)
 	$(BIN)/python -m pytest
 
 # The same three checks run before each commit once `$(BIN)/pre-commit install` is done (.pre-commit-config.yaml).
@@ -71,3 +75,7 @@ container-test: $(DEV_STAMP)  ## build both images with podman and run them and 
 
 lock:  ## update constraints.txt to pyproject.toml (UPGRADE=1: every package at its newest release)
 	UPGRADE=$(UPGRADE) scripts/lock.sh
+
+$(CHECKOV):
+	$(if $(PYTHON),$(PYTHON),python3) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
