@@ -15,9 +15,9 @@ Layout: tests/ mirrors the code. Put a new test file in the folder of the code i
 
 Fixtures (below): `server` (module scope) is a real `python -m service` serving `served_models` (tiny untrained
 checkpoints unless the module defines its own `served_models`), with the DIGITAE_* settings of the module's
-`pytestmark = pytest.mark.server_settings(max_batch=8, ...)`; `client` is an httpx client on it; `start_server`
-starts a test's own servers (stopped when the test ends). Data: `tiny_digits`, `tiny_npz`, `mnist_5k`,
-`mnist_test_dir` (skips when the real MNIST test set is absent).
+`pytestmark = pytest.mark.server_settings(max_batch=8, ..., env={...})` (`env`: other environment variables);
+`client` is an httpx client on it; `start_server` starts a test's own servers (stopped when the test ends).
+Data: `tiny_digits`, `tiny_npz`, `mnist_5k`, `mnist_test_dir` (skips when the real MNIST test set is absent).
 """
 
 from __future__ import annotations
@@ -86,9 +86,10 @@ def server(
 ) -> Iterator[ServerProcess]:
     """A real `python -m service` for the whole module, ready, with the settings of its `server_settings` mark."""
     mark = request.node.get_closest_marker("server_settings")
-    settings = mark.kwargs if mark is not None else {}
+    settings = dict(mark.kwargs) if mark is not None else {}
+    env = settings.pop("env", None)  # extra environment variables for the process, beside the settings
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with ServerProcess(served_models, log, **settings) as process:
+    with ServerProcess(served_models, log, env, **settings) as process:
         yield process
 
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings, usable_cpus
-from tests.support import ServerProcess, b64, build_checkpoints, example_digit, png_bytes, shifted_digits
+from tests.support import ServerProcess, b64, example_digit, png_bytes, shifted_digits
 
 MAX_UPLOAD = 64 * 1024
 DIGIT = example_digit()
@@ -25,23 +25,7 @@ DIGIT_PNG = png_bytes(DIGIT)
 NPY = "application/x-npy"
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_checkpoints(tmp_path_factory.mktemp("fast-path") / "models")
-
-
-@pytest.fixture(scope="module")
-def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("fast-path-log") / "server.log"
-    process = ServerProcess(models_dir, log, max_upload_bytes=MAX_UPLOAD, max_concurrent_bulk=1).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        yield http
+pytestmark = pytest.mark.server_settings(max_upload_bytes=MAX_UPLOAD, max_concurrent_bulk=1)
 
 
 def ok(response: httpx.Response) -> dict:
@@ -136,7 +120,7 @@ def test_an_unknown_field_is_a_422_naming_the_valid_ones(client: httpx.Client) -
     )
 
 
-def test_images_not_asked_for_are_never_encoded(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_images_not_asked_for_are_never_encoded(served_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import service.render
 
     encoded: list[int] = []
@@ -148,7 +132,7 @@ def test_images_not_asked_for_are_never_encoded(models_dir: Path, monkeypatch: p
 
     monkeypatch.setattr(service.render, "png_base64", counting_png_base64)
     decoded: list[int] = []
-    with TestClient(create_app(Settings(models_dir=models_dir))) as app:
+    with TestClient(create_app(Settings(models_dir=served_models))) as app:
         engine = app.app.state.service.engine  # type: ignore[attr-defined]
         real_decode = engine.decode
 

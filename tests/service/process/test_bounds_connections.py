@@ -9,13 +9,12 @@ disconnects mid-body counted as a 500 with a traceback), 8 (log forging), 11 (AP
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import psutil
 import pytest
 
-from tests.support import ServerProcess, build_checkpoints
+from tests.support import ServerProcess
 from tests.support.attacks import HealthProbe, raw, read_until_closed, status_of
 
 IDLE_S, HEADER_S, BODY_S = 1.0, 1.0, 1.5
@@ -24,22 +23,15 @@ MAX_CONNECTIONS = 24
 API_KEY = "schlüssel-ключ-🔑-1"  # outside ASCII, as a person may well choose
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("bounds-connections")
-    process = ServerProcess(
-        build_checkpoints(root / "models"),
-        root / "server.log",
-        idle_timeout_s=IDLE_S,
-        header_timeout_s=HEADER_S,
-        body_timeout_s=BODY_S,
-        max_header_bytes=MAX_HEADER_BYTES,
-        max_connections=MAX_CONNECTIONS,
-        api_keys=API_KEY,
-    )
-    process.env["PYTHONIOENCODING"] = "utf-8"
-    yield process.start()
-    process.stop()
+pytestmark = pytest.mark.server_settings(
+    idle_timeout_s=IDLE_S,
+    header_timeout_s=HEADER_S,
+    body_timeout_s=BODY_S,
+    max_header_bytes=MAX_HEADER_BYTES,
+    max_connections=MAX_CONNECTIONS,
+    api_keys=API_KEY,
+    env={"PYTHONIOENCODING": "utf-8"},
+)
 
 
 AUTH_LINE = b"authorization: Bearer " + API_KEY.encode("utf-8") + b"\r\n"

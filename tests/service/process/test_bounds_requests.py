@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator
 from functools import cache
 
 import httpx
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.support import ServerProcess, b64, build_checkpoints, example_digit, png_bytes
+from tests.support import ServerProcess, b64, example_digit, png_bytes
 from tests.support.attacks import HealthProbe, RssSampler
 
 ENCODE = "/v1/models/ae-6/encode"
@@ -33,20 +32,7 @@ HEALTHZ_MEDIAN_S = 0.5
 MiB = 2**20
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("bounds-requests")
-    process = ServerProcess(
-        build_checkpoints(root / "models"), root / "server.log", decode_concurrency=2, max_header_bytes=65536
-    ).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=120) as http:
-        yield http
+pytestmark = pytest.mark.server_settings(decode_concurrency=2, max_header_bytes=65536)
 
 
 def error_of(response: httpx.Response) -> dict:
