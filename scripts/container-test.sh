@@ -279,16 +279,18 @@ if [[ -n "$balancer" ]]; then
     read -r lb_service lb_image <<<"$balancer"
     say "podman-compose --profile lb up -d --scale api=3 ($lb_service: a stand-in $lb_image)"
     standin_balancer "$lb_image"
-    single_port="$compose_port"
-    compose_port="$((single_port + 1))-$((single_port + 3))"  # each replica publishes its own host port
-    compose --profile lb up -d --scale api=3
+    # Behind the balancer the replicas publish no port of their own (podman-compose cannot spread a host port
+    # range over scaled replicas as Docker Compose does): an override resets api's ports for this step.
+    lb_override="$cache/compose-lb-override.yml"
+    printf 'services:\n  api:\n    ports: !reset []\n' >"$lb_override"
+    lb() { compose -f docker-compose.yml -f "$lb_override" --profile lb "$@"; }
+    lb up -d --scale api=3
     lb_port="$(podman port "${project}_${lb_service}_1" | head -1 | sed 's/.*://')"
     replicas="$(podman ps --quiet --filter "label=io.podman.compose.project=$project" \
         --filter "label=com.docker.compose.service=api" | wc -l)"
     ((replicas == 3)) || fail "--scale api=3 started $replicas api containers"
-    http ready "http://127.0.0.1:$lb_port" || { compose --profile lb logs >&2; fail "the balancer never got ready"; }
+    http ready "http://127.0.0.1:$lb_port" || { lb logs >&2; fail "the balancer never got ready"; }
     http infer "http://127.0.0.1:$lb_port"
     echo "ok: 3 api replicas serve through $lb_image"
-    compose --profile lb down --volumes
-    compose_port="$single_port"
+    lb down --volumes
 fi
