@@ -57,7 +57,8 @@ def render(balancing: Balancing, servers: Sequence[str] | None = None, listen: s
     if servers is None:
         resolvers = [
             "resolvers docker",
-            "    nameserver dns 127.0.0.11:53",
+            "    # the container's DNS as /etc/resolv.conf names it: Docker's 127.0.0.11, or podman's aardvark-dns",
+            "    parse-resolv-conf",
             "    hold valid 1s",
             "",
         ]
