@@ -264,8 +264,11 @@ def measure_robustness(f: Findings) -> None:
 
 
 def measure_centroid_samples(f: Findings) -> None:
-    vaes = sorted((c.latent_dim, n) for n, c in f.autoencoders.items() if c.kind == "vae")
-    shown = {f.best_ae, vaes[-1][1] if vaes else None} - {None}
+    # the plain VAE (beta 1) of the largest latent size, as the report's Fig. 3 has it; a beta-VAE only without one
+    vaes = sorted(
+        (f.metrics[n].get("beta", 1.0) == 1.0, c.latent_dim, n) for n, c in f.autoencoders.items() if c.kind == "vae"
+    )
+    shown = {f.best_ae, vaes[-1][2] if vaes else None} - {None}
     if f.judge is None:
         f.notes.append("No classifier checkpoint: the judge's fractions are left out.")
     for name, ckpt in f.autoencoders.items():
