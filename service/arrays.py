@@ -5,10 +5,11 @@ format version, a plain numeric dtype (never an object array: nothing is unpickl
 takes, at most `max_bulk` rows, and a size that matches the header exactly. The data is then viewed in place
 (`np.frombuffer`), not copied.
 
-The answer to a bulk request is computed in chunks through the micro-batcher and streamed back chunk by chunk,
-so the process holds one chunk of results at a time; the next chunk is already in the inference thread while the
-previous one is being written. At most `max_concurrent_bulk` bulk requests are served at once per process; one
-more is answered 503 at once, before its body is read, so memory stays bounded whatever the clients do.
+The answer to a bulk request is computed in chunks (each handed to the inference thread whole, see
+`InferenceEngine.in_bulk`) and streamed back chunk by chunk, so the process holds one chunk of results at a time;
+the next chunk is already in the inference thread while the previous one is being written. At most
+`max_concurrent_bulk` bulk requests are served at once per process; one more is answered 503 at once, before its
+body is read, so memory stays bounded whatever the clients do.
 """
 
 from __future__ import annotations

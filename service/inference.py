@@ -9,7 +9,9 @@ requests all take the same path. Images are float32 (28, 28) in [0, 1]; latents 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -187,6 +189,24 @@ class InferenceEngine:
         its batcher alive until it finishes (a late one makes a new batcher, dropped at the next reload)."""
         served = {(m.name, m.version) for m in models.values()}
         self._batchers = {key: b for key, b in self._batchers.items() if key[:2] in served}
+
+    async def in_bulk(self, model: ServedModel, operation: str, items: list[Any]) -> list[Any]:
+        """A bulk request's chunk, in one hand-off to the inference thread: forward passes of at most
+        microbatch_max_size items back to back, without the micro-batcher's per-item futures (the chunk is already
+        several full batches) and without the event loop between them (no idle gap for the inference thread)."""
+        size, function = self._settings.microbatch_max_size, BATCH_FUNCTIONS[operation]
+
+        def run() -> list[Any]:
+            results: list[Any] = []
+            for start in range(0, len(items), size):
+                began = time.perf_counter()
+                part = function(model, items[start : start + size])
+                if self._observe is not None:
+                    self._observe(model.name, operation, len(part), time.perf_counter() - began)
+                results += part
+            return results
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     async def encode(self, model: ServedModel, images: list[np.ndarray]) -> list[Encoding]:
         return await self._batcher(model, "encode").submit_many(images)
