@@ -22,6 +22,7 @@ from service.arrays import (
 )
 from service.deps import (
     ArrayModelCall,
+    Fields,
     ImageModelCall,
     JsonModelCall,
     JsonServiceDep,
@@ -35,6 +36,7 @@ from service.inputs import ImageSource, batch_names, load_images, media_type, re
 from service.observability import metrics_text
 from service.reloading import signal_other_workers
 from service.render import (
+    CLASSIFY_FIELDS,
     DECODE_FIELDS,
     ENCODE_ARRAYS,
     ENCODE_FIELDS,
@@ -53,6 +55,8 @@ from service.render import (
     model_summary,
     reconstruction_array,
     reconstruction_view,
+    selected_fields,
+    verdict_view,
 )
 from service.schemas import (
     LATENT_LIMIT,
@@ -84,6 +88,7 @@ READ_ERRORS = (401, 404, 406, 422, 503)
 BODY_ERRORS = (401, 404, 406, 413, 415, 422, 503)
 # each inference route's answer fields, for `fields` (written into the OpenAPI document by the app)
 FIELDS_BY_PATH = {
+    "/v1/classify": CLASSIFY_FIELDS,
     "/v1/models/{name}/encode": ENCODE_FIELDS,
     "/v1/models/{name}/reconstruct": RECONSTRUCT_FIELDS,
     "/v1/models/{name}/decode": DECODE_FIELDS,
@@ -156,20 +161,19 @@ async def model_atlas(call: JsonModelCall) -> Response:
     description="The digit classifier that judges the report's experiments: one image -> the `digit` it sees, its "
     "`confidence` and all ten `probabilities`. Use it on decoded or sampled images to ask whether a point of the "
     "latent space looks like a digit. The same inputs as `/encode` (JSON `image` or `pixels`, a multipart `file`, "
-    "or a batch `images` answered with `results`). 404 when no classifier checkpoint is served.",
+    "or a batch `images` answered with `results`); `fields` trims the answer. 404 when no classifier checkpoint is "
+    "served.",
     response_model=ClassifyResult | ClassifyBatchResult,
     responses={**docs.ok_response(docs.CLASSIFY_RESPONSE), **error_responses(*BODY_ERRORS)},
     openapi_extra=docs.request_body(ClassifyRequest, docs.ENCODE_EXAMPLES, form_fields={}),
 )
-async def classify(request: Request, service: JsonServiceDep) -> Response:
+async def classify(request: Request, service: JsonServiceDep, fields: Fields = None) -> Response:
     judge = served_judge(service)
+    want = selected_fields(fields, CLASSIFY_FIELDS) if fields is not None else frozenset(CLASSIFY_FIELDS)
     context = {"settings": service.settings}
     body, sources = await read_image_request(request, ClassifyRequest, context)
     images = await load_images(sources, service.settings, batch_names(len(sources), body.is_batch))
-    views = [
-        {"digit": v.digit, "confidence": float(v.probabilities[v.digit]), "probabilities": v.probabilities.tolist()}
-        for v in await service.engine.classify(judge, images)
-    ]
+    views = [verdict_view(v, want) for v in await service.engine.classify(judge, images)]
     return json_response({"results": views} if body.is_batch else views[0])
 
 

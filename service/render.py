@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from service.errors import ApiError, clip, json_bytes
 from service.imaging import encode_png_grid, png_base64
-from service.inference import CorruptionPlan, Encoding, Reconstruction, Rectangle
+from service.inference import CorruptionPlan, Encoding, Reconstruction, Rectangle, Verdict
 from service.registry import ServedModel
 
 JSON = "application/json"
@@ -187,6 +187,7 @@ RECONSTRUCT_FIELDS = ("image", "input", "latent", "logvar", "nearest_digit", "lo
 DECODE_FIELDS = ("image",)
 SAMPLE_FIELDS = ("images", "latents", "digit", "sigma", "seed")
 INTERPOLATE_FIELDS = ("images", "latents", "t")
+CLASSIFY_FIELDS = ("digit", "confidence", "probabilities")
 LOSS_COLUMNS = ("mse", "bce", "kl", "elbo")
 # the fields an application/x-npy answer can hold (one per answer), the default first
 ENCODE_ARRAYS = ("latent", "logvar", "nearest_digit", "centroid_distances")
@@ -204,6 +205,15 @@ def encoding_view(encoding: Encoding, want: frozenset[str] = frozenset(ENCODE_FI
     if "centroid_distances" in want:
         view["centroid_distances"] = encoding.distances.tolist()
     return view
+
+
+def verdict_view(verdict: Verdict, want: frozenset[str] = frozenset(CLASSIFY_FIELDS)) -> dict[str, Any]:
+    view = {
+        "digit": verdict.digit,
+        "confidence": float(verdict.probabilities[verdict.digit]),
+        "probabilities": verdict.probabilities.tolist() if "probabilities" in want else None,
+    }
+    return {name: value for name, value in view.items() if name in want}
 
 
 def reconstruction_view(

@@ -103,6 +103,12 @@ def test_fields_trim_every_inference_answer_to_what_was_asked(client: httpx.Clie
     path = {"from": {"digit": 1}, "to": {"digit": 7}, "steps": 5}
     assert ok(client.post("/v1/models/ae-2/interpolate?fields=t", json=path)) == {"t": [0.0, 0.25, 0.5, 0.75, 1.0]}
     assert set(ok(client.post("/v1/models/ae-2/decode?fields=image", json={"latent": [0, 0]}))) == {"image"}
+    verdict = ok(client.post("/v1/classify", content=DIGIT_PNG, headers=png))
+    assert ok(client.post("/v1/classify?fields=digit,confidence", content=DIGIT_PNG, headers=png)) == {
+        "digit": verdict["digit"], "confidence": verdict["confidence"]
+    }  # fmt: skip
+    verdicts = ok(client.post("/v1/classify?fields=digit", json=batch))["results"]
+    assert len(verdicts) == 3 and all(set(v) == {"digit"} for v in verdicts)
 
 
 def test_an_unknown_field_is_a_422_naming_the_valid_ones(client: httpx.Client) -> None:
@@ -113,6 +119,7 @@ def test_an_unknown_field_is_a_422_naming_the_valid_ones(client: httpx.Client) -
     assert body["detail"][0]["loc"] == ["query", "fields"]
     error(client.post("/v1/models/ae-2/decode?fields=", json={"latent": [0, 0]}), 422, "at least one of image")
     error(client.post("/v1/models/ae-2/sample?fields=image", json={"digit": 1}), 422, "images, latents")
+    error(client.post("/v1/classify?fields=label", json={"image": b64(DIGIT_PNG)}), 422, "digit, confidence")
     error(
         client.post("/v1/models/ae-2/decode?fields=image", json={"latent": [0, 0]}, headers={"Accept": "image/png"}),
         422,
@@ -148,10 +155,12 @@ def test_images_not_asked_for_are_never_encoded(served_models: Path, monkeypatch
         assert app.post("/v1/models/ae-6/reconstruct?fields=input", json={"image": b64(DIGIT_PNG)}).is_success
         assert encoded == [1]
         schema = app.get("/openapi.json").json()
-    for operation in ("encode", "reconstruct", "decode", "sample", "interpolate"):
-        parameters = schema["paths"][f"/v1/models/{{name}}/{operation}"]["post"]["parameters"]
+    for path in [f"/v1/models/{{name}}/{op}" for op in ("encode", "reconstruct", "decode", "sample", "interpolate")]:
+        parameters = schema["paths"][path]["post"]["parameters"]
         fields = next(p for p in parameters if p["name"] == "fields")
         assert "This answer's fields:" in fields["description"]
+    classify = next(p for p in schema["paths"]["/v1/classify"]["post"]["parameters"] if p["name"] == "fields")
+    assert "digit, confidence, probabilities" in classify["description"]
     reconstruct = schema["paths"]["/v1/models/{name}/reconstruct"]["post"]
     assert "image/png" in reconstruct["requestBody"]["content"] and NPY in reconstruct["requestBody"]["content"]
     assert NPY in reconstruct["responses"]["200"]["content"]
