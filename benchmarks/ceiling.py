@@ -18,6 +18,8 @@ from service.imaging import decode_base64_image, png_base64, preprocess
 from service.inference import decode_batch, encode_batch, reconstruct_batch, sample_latents
 from service.registry import ServedModel, load_registry
 
+RECONSTRUCT_NO_PNG = "reconstruct, no PNG"  # what `?fields=loss,latent` asks for: the forward pass and the losses
+
 
 def example_image() -> np.ndarray:
     """The /docs example digit, preprocessed as the server preprocesses it."""
@@ -40,6 +42,9 @@ def batch_work(model: ServedModel, batch: int) -> dict[str, Callable[[], None]]:
             png_base64(result.image)  # the answer carries the reconstruction ...
             png_base64(seen)  # ... and what the model saw
 
+    def reconstruct_no_png() -> None:
+        reconstruct_batch(model, pairs)
+
     def decode() -> None:
         for image in decode_batch(model, latents):
             png_base64(image)
@@ -48,7 +53,13 @@ def batch_work(model: ServedModel, batch: int) -> dict[str, Callable[[], None]]:
         for image in decode_batch(model, list(sample_latents(model, 3, 0.5, batch, seed=0))):
             png_base64(image)
 
-    return {"encode": encode, "reconstruct": reconstruct, "decode": decode, "sample": sample}
+    return {
+        "encode": encode,
+        "reconstruct": reconstruct,
+        RECONSTRUCT_NO_PNG: reconstruct_no_png,
+        "decode": decode,
+        "sample": sample,
+    }
 
 
 def images_per_second(work: Callable[[], None], batch: int, seconds: float) -> float:

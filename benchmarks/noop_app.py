@@ -4,6 +4,10 @@ Served exactly as `python -m service` serves digitae (service.server: uvicorn's 
 connection bounds, uvloop, the default DIGITAE_* limits, no access log, no server header), so the difference between
 the two is what digitae itself costs per request. With DIGITAE_NOOP_SERVER=plain it is served by plain uvicorn
 instead (no bounds): the benchmark runs both, to show what the bounds cost.
+With DIGITAE_NOOP_SERVER=digitae it serves digitae's own floor instead: the service's app (`create_app`: its
+middleware, request ids, metrics, access log, body cap, error envelope; the models from DIGITAE_MODELS_DIR) with one
+more route, shaped like an inference route (the same model-call dependency, `name`, `upscale` and `fields`), that
+reads the body and answers the same small JSON: what a request costs in digitae before any image or model work.
 Run by the benchmark as `python benchmarks/noop_app.py` with DIGITAE_PORT set.
 """
 
@@ -14,6 +18,8 @@ import os
 import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response
+
+from service.deps import ImageModelCall  # at the top: FastAPI resolves the route's annotations in this module
 
 app = FastAPI(title="no-op")
 OK = b'{"ok":true}'
@@ -30,8 +36,34 @@ async def healthz() -> Response:
     return Response(OK, media_type="application/json")
 
 
+def digitae_floor() -> FastAPI:
+    """digitae's app with a no-op inference-shaped route: `POST /v1/models/{name}/noop`."""
+    from service.app import create_app
+    from service.settings import Settings
+
+    floor = create_app(Settings())
+
+    @floor.post("/v1/models/{name}/noop")
+    async def model_noop(request: Request, call: ImageModelCall) -> Response:
+        await request.body()
+        return Response(OK, media_type="application/json")
+
+    return floor
+
+
 if __name__ == "__main__":
     workers = int(os.environ.get("DIGITAE_WORKERS", "1"))
+    if os.environ.get("DIGITAE_NOOP_SERVER") == "digitae":
+        import logging.config
+
+        from service.logs import logging_config
+        from service.server import serve
+        from service.settings import Settings
+
+        settings = Settings()
+        logging.config.dictConfig(logging_config(settings.log_level))
+        serve(settings, digitae_floor(), None)
+        raise SystemExit(0)
     target = "benchmarks.noop_app:app" if workers > 1 else app
     if os.environ.get("DIGITAE_NOOP_SERVER", "bounded") == "plain":
         uvicorn.run(

@@ -8,7 +8,8 @@ In one run, on one machine:
    64, one image per request, for encode, reconstruct, decode and sample on ae-6 (JSON, base64 PNG in), and
    reconstruct as a multipart upload (the default answer) and as a raw PNG body with `fields=loss,latent`:
    requests/s, p50, p99;
-2. the HTTP floor: a no-op FastAPI endpoint served the same way (benchmarks/noop_app.py);
+2. the HTTP floor: a no-op FastAPI endpoint served the same way (benchmarks/noop_app.py), and digitae's own floor:
+   its app with a no-op route shaped like an inference route (middleware, routing, the model-call dependency);
 3. the in-process ceiling: the same model's batched forward pass plus PNG encoding, no HTTP (benchmarks/ceiling.py);
 4. micro-batching off (DIGITAE_MICROBATCH_ENABLED=false) at concurrency 64, against on;
 5. the request middleware's own CPU per request: request id, metrics, access line (benchmarks/middleware_cost.py);
@@ -109,6 +110,12 @@ def requests_for(model: str, latent_dim: int) -> dict[str, loadgen.Request]:
 
 
 NOOP = loadgen.Request("no-op", "/noop", json.dumps({"image": "x" * 500}).encode())
+FLOOR = "digitae floor"  # digitae's app, an inference-shaped route that reads the raw PNG body and does nothing else
+
+
+def floor_request(requests: dict[str, loadgen.Request]) -> loadgen.Request:
+    raw = requests[RAW_FIELDS]
+    return loadgen.Request(FLOOR, f"/v1/models/{MODEL}/noop?fields=loss,latent", raw.body, raw.content_type)
 
 
 def say(text: str = "") -> None:
@@ -190,6 +197,7 @@ def serving_table(
     served: dict[str, dict[int, loadgen.LoadResult]],
     noop: dict[int, loadgen.LoadResult],
     ceilings: dict[str, float],
+    floor: dict[int, loadgen.LoadResult],
 ) -> list[str]:
     lines = [
         f"  {'endpoint':22s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} "
@@ -201,6 +209,11 @@ def serving_table(
                 f"  {name:22s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
                 f"{ratio(r.rps, noop[connections].rps):8.0%} {share(r.rps, ceilings.get(name)):>9s}"
             )
+    for connections, r in floor.items():
+        lines.append(
+            f"  {FLOOR:22s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
+            f"{ratio(r.rps, noop[connections].rps):8.0%} {'':>9s}"
+        )
     for connections, r in noop.items():
         lines.append(
             f"  {'no-op':22s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
@@ -263,14 +276,19 @@ def evaluate_targets(
     return targets
 
 
-def notes(
-    served: dict[str, dict[int, loadgen.LoadResult]], noop: dict[int, loadgen.LoadResult], ceilings: dict[str, float]
-) -> list[str]:
-    """What bounds the targets, from the references alone."""
-    reachable = ratio(ceilings["reconstruct"], noop[HIGH].rps)
+def notes(serving: Serving) -> list[str]:
+    """What bounds the targets, from the references measured in this run."""
+    served, noop, ceilings, floor = serving.served, serving.noop, serving.ceilings, serving.floor
+    raw, base = served[RAW_FIELDS][HIGH].rps, noop[HIGH].rps
     return [
-        f"the in-process ceiling of reconstruct with its two PNGs (no HTTP at all) is {reachable:.0%} of the no-op "
-        f"endpoint's req/s at concurrency {HIGH}; the multipart answer carries the same two PNGs",
+        f"the in-process ceiling of reconstruct (no HTTP at all) is {ratio(ceilings[MULTIPART], base):.0%} of the "
+        f"no-op endpoint's req/s at concurrency {HIGH} with the two PNGs of the multipart answer, "
+        f"{ratio(ceilings[RAW_FIELDS], base):.0%} without them (raw+fields: the forward pass and the losses)",
+        f"digitae's floor (its app and an inference-shaped route that only reads the body: middleware, request id, "
+        f"metrics, access log, routing, the model-call dependency) serves {ratio(floor[HIGH].rps, base):.0%} of the "
+        f"no-op's req/s at concurrency {HIGH}: the share a reconstruct whose image and model cost nothing would "
+        f"reach; raw+fields reaches {ratio(raw, floor[HIGH].rps):.0%} of that floor (the event loop and the "
+        "inference thread share one interpreter lock: every request's Python and every forward pass's take turns)",
         f"the no-op endpoint's own p99/p50 at concurrency {HIGH} is "
         f"{ratio(noop[HIGH].p99_ms, noop[HIGH].p50_ms):.1f}x: the tail of wrk and the server sharing {os.cpu_count()} "
         "cores, before any digitae code runs",
@@ -322,11 +340,13 @@ class Serving:
     rss_under_load_mib: float
     # The no-op endpoint's req/s by concurrency: (plain uvicorn, with the bounds), medians of alternating runs.
     server_bounds: dict[int, tuple[float, float]] = field(default_factory=dict)
+    floor: dict[int, loadgen.LoadResult] = field(default_factory=dict)  # digitae's own floor (FLOOR)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "serving": {n: {str(c): r.to_dict() for c, r in by_c.items()} for n, by_c in self.served.items()},
             "noop": {str(c): r.to_dict() for c, r in self.noop.items()},
+            "digitae_floor": {str(c): r.to_dict() for c, r in self.floor.items()},
             "ceiling_images_per_s": {n: round(v, 1) for n, v in self.ceilings.items()},
             "ratios": {
                 n: {
@@ -372,6 +392,9 @@ def measure_serving(models_dir: Path, scratch: Path, requests: dict[str, loadgen
     progress("the no-op endpoint")
     with servers.noop(scratch / "noop.log", workers=plan.workers) as server:
         noop = load_matrix(server, [NOOP], CONCURRENCIES, plan)[0][NOOP.name]
+    progress("digitae's floor")
+    with servers.digitae_floor(models_dir, scratch / "floor.log") as server:
+        floor = load_matrix(server, [floor_request(requests)], CONCURRENCIES, plan)[0][FLOOR]
     progress("the no-op endpoint on plain uvicorn against the bounded server")
     server_bounds = measure_server_bounds(scratch, plan)
     progress("serving, micro-batching off")
@@ -381,7 +404,9 @@ def measure_serving(models_dir: Path, scratch: Path, requests: dict[str, loadgen
         unbatched = load_matrix(server, [requests[n] for n in ENDPOINTS], (HIGH,), plan)[0]
     progress("the in-process ceiling")
     ceilings = ceiling.measure(models_dir, MODEL, defaults.microbatch_max_size, plan.ceiling_s, defaults.torch_threads)
-    return Serving(served, noop, unbatched, ceilings, peak_rss, rss_under_load, server_bounds)
+    ceilings[MULTIPART] = ceilings["reconstruct"]  # the same answer: two PNGs
+    ceilings[RAW_FIELDS] = ceilings.pop(ceiling.RECONSTRUCT_NO_PNG)
+    return Serving(served, noop, unbatched, ceilings, peak_rss, rss_under_load, server_bounds, floor)
 
 
 def measure_server_bounds(scratch: Path, plan: Plan, rounds: int = 3) -> dict[int, tuple[float, float]]:
@@ -407,11 +432,11 @@ def measure_server_bounds(scratch: Path, plan: Plan, rounds: int = 3) -> dict[in
 
 def print_serving(serving: Serving, plan: Plan, batch: int, torch_threads: int) -> None:
     say(f"\nServing {MODEL} over HTTP (one image per request, {plan.run_s:g} s per run)")
-    for line in serving_table(serving.served, serving.noop, serving.ceilings):
+    for line in serving_table(serving.served, serving.noop, serving.ceilings, serving.floor):
         say(line)
     say(
-        f"\nIn-process ceiling (batches of {batch}, {torch_threads} torch thread, forward pass + PNG encoding, "
-        "no HTTP), images/s:"
+        f"\nIn-process ceiling (batches of {batch}, {torch_threads} torch thread, the forward pass and the PNGs each "
+        "answer carries, no HTTP), images/s:"
     )
     say("  " + ", ".join(f"{n} {v:,.0f}" for n, v in serving.ceilings.items()))
     say(f"\nMicro-batching at concurrency {HIGH}, req/s on / off:")
@@ -550,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         for target in targets:
             say(describe_target(target))
         report["targets"] = [{k: v for k, v in t.items() if k != "profile"} for t in targets]
-        report["notes"] = notes(serving.served, serving.noop, serving.ceilings)
+        report["notes"] = notes(serving)
         for note in report["notes"]:
             say(f"  note: {note}")
         report["profiles"] = profile_misses(targets, models_dir, scratch, requests, plan)

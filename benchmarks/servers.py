@@ -123,3 +123,10 @@ def noop(log_path: Path, workers: int = 1, server: str = "bounded") -> Server:
     """The no-op FastAPI app, served as the service is (`bounded`), or by plain uvicorn (`plain`)."""
     env = {**clean_env(), "DIGITAE_WORKERS": str(workers), "DIGITAE_NOOP_SERVER": server}
     return Server([sys.executable, str(NOOP_APP)], env, "/healthz", log_path)
+
+
+def digitae_floor(models_dir: Path, log_path: Path) -> Server:
+    """digitae's own app with a no-op inference-shaped route (`POST /v1/models/{name}/noop`), one worker."""
+    env = {**clean_env(), "DIGITAE_NOOP_SERVER": "digitae", "DIGITAE_MODELS_DIR": str(models_dir)}
+    env["DIGITAE_HOST"] = "127.0.0.1"
+    return Server([sys.executable, str(NOOP_APP)], env, "/readyz", log_path)

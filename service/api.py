@@ -28,6 +28,8 @@ from service.deps import (
     JsonServiceDep,
     ModelCall,
     ServiceDep,
+    array_call_parameters,
+    image_call_parameters,
     served_judge,
 )
 from service.errors import ApiError, error_responses
@@ -201,7 +203,8 @@ async def classify(request: Request, service: JsonServiceDep, fields: Fields = N
     },
     openapi_extra=docs.request_body(
         EncodeRequest, docs.ENCODE_EXAMPLES, form_fields={}, raw_images=True, npy=docs.NPY_IMAGES
-    ),
+    )
+    | array_call_parameters(),
 )
 async def encode(request: Request, call: ArrayModelCall) -> Response:
     output, model = call.output, call.model
@@ -255,7 +258,8 @@ async def encode(request: Request, call: ArrayModelCall) -> Response:
         form_fields={"corruption": 'optional, as JSON text, e.g. {"noise": {"std": 0.5}, "seed": 7}'},
         raw_images=True,
         npy=docs.NPY_IMAGES,
-    ),
+    )
+    | image_call_parameters(),
 )
 async def reconstruct(request: Request, call: ImageModelCall) -> Response:
     output, model = call.output, call.model
@@ -306,7 +310,8 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES, npy=docs.NPY_LATENTS),
+    openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES, npy=docs.NPY_LATENTS)
+    | image_call_parameters(),
 )
 async def decode(request: Request, call: ImageModelCall) -> Response:
     output, model = call.output, call.model
@@ -350,7 +355,7 @@ async def decode(request: Request, call: ImageModelCall) -> Response:
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(SampleRequest, docs.SAMPLE_EXAMPLES),
+    openapi_extra=docs.request_body(SampleRequest, docs.SAMPLE_EXAMPLES) | image_call_parameters(),
 )
 async def sample(request: Request, call: ImageModelCall) -> Response:
     body = await read_json(request, SampleRequest, call.validation_context)
@@ -388,7 +393,7 @@ async def sample(request: Request, call: ImageModelCall) -> Response:
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(InterpolateRequest, docs.INTERPOLATE_EXAMPLES),
+    openapi_extra=docs.request_body(InterpolateRequest, docs.INTERPOLATE_EXAMPLES) | image_call_parameters(),
 )
 async def interpolate(request: Request, call: ImageModelCall) -> Response:
     body = await read_json(request, InterpolateRequest, call.validation_context)

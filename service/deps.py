@@ -1,9 +1,12 @@
 """What the routes are given, one dependency each: the running service, or the model named in the path
 together with the service and how to answer (JSON, PNG or .npy; which `fields`). One dependency per route keeps
-the per-request cost of FastAPI's dependency solving low."""
+the per-request cost of FastAPI's dependency solving low; the inference routes' dependencies go further and read
+`name`, `upscale` and `fields` themselves (FastAPI's per-parameter solving and validation cost the hot path about a
+sixth of its requests/s), and their OpenAPI parameters are written out here, beside the code that checks them."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -12,7 +15,16 @@ from fastapi import Depends, Path, Query, Request
 from service.arrays import BulkSlots
 from service.errors import ApiError
 from service.inference import InferenceEngine
-from service.registry import MODEL_NAME_PATTERN, NoJudge, Registry, ServedJudge, ServedModel, UnknownModel
+from service.registry import (
+    MODEL_NAME_MAX_LENGTH,
+    MODEL_NAME_PATTERN,
+    NoJudge,
+    Registry,
+    ServedJudge,
+    ServedModel,
+    UnknownModel,
+    is_model_name,
+)
 from service.reloading import Reloader
 from service.render import BASE64_IMAGE_OUTPUT, JSON, NPY, ImageOutput, choose_image_output, require_json_accepted
 from service.settings import Settings
@@ -77,31 +89,100 @@ def running_service(request: Request) -> Service:
     return service
 
 
+NAME_DESCRIPTION = "a model's name, as listed by GET /v1/models"
+NAME_EXAMPLES = {
+    "ae-6": {"summary": "auto-encoder, 6-dimensional latent", "value": "ae-6"},
+    "vae-2": {"summary": "variational auto-encoder, 2-dimensional latent", "value": "vae-2"},
+    "ae-2": {"summary": "auto-encoder, 2-dimensional latent", "value": "ae-2"},
+}
+UPSCALE_LIMIT = 64  # the most any deployment allows; DIGITAE_MAX_UPSCALE sets this one's cap (at most this)
+UPSCALE_DESCRIPTION = "each pixel becomes an upscale x upscale block (at most max_upscale)"
+FIELDS_MAX_LENGTH = 512
+FIELDS_DESCRIPTION = (
+    "the top-level fields of the answer to compute and send, comma-separated (e.g. `loss,latent`); default: all. "
+    "For a batch, the fields of each result; for an `application/x-npy` answer, the one array to send. Images not "
+    "asked for are never encoded. An unknown field is a 422 naming the valid ones."
+)
+
 ModelName = Annotated[
     str,
     Path(
         pattern=MODEL_NAME_PATTERN,
-        max_length=64,
-        description="a model's name, as listed by GET /v1/models",
-        openapi_examples={
-            "ae-6": {"summary": "auto-encoder, 6-dimensional latent", "value": "ae-6"},
-            "vae-2": {"summary": "variational auto-encoder, 2-dimensional latent", "value": "vae-2"},
-            "ae-2": {"summary": "auto-encoder, 2-dimensional latent", "value": "ae-2"},
-        },
+        max_length=MODEL_NAME_MAX_LENGTH,
+        description=NAME_DESCRIPTION,
+        openapi_examples=NAME_EXAMPLES,
     ),
 ]
-Upscale = Annotated[
-    int, Query(ge=1, le=64, description="each pixel becomes an upscale x upscale block (at most max_upscale)")
-]
-Fields = Annotated[
-    str | None,
-    Query(
-        max_length=512,
-        description="the top-level fields of the answer to compute and send, comma-separated (e.g. `loss,latent`); "
-        "default: all. For a batch, the fields of each result; for an `application/x-npy` answer, the one array to "
-        "send. Images not asked for are never encoded. An unknown field is a 422 naming the valid ones.",
-    ),
-]
+Fields = Annotated[str | None, Query(max_length=FIELDS_MAX_LENGTH, description=FIELDS_DESCRIPTION)]
+
+# The OpenAPI parameters of the inference routes, whose dependencies read them from the request themselves.
+_NAME_PARAMETER = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": NAME_DESCRIPTION,
+    "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN, "maxLength": MODEL_NAME_MAX_LENGTH},
+    "examples": NAME_EXAMPLES,
+}
+_UPSCALE_PARAMETER = {
+    "name": "upscale",
+    "in": "query",
+    "required": False,
+    "description": UPSCALE_DESCRIPTION,
+    "schema": {"type": "integer", "minimum": 1, "maximum": UPSCALE_LIMIT, "default": 1},
+}
+_FIELDS_PARAMETER = {
+    "name": "fields",
+    "in": "query",
+    "required": False,
+    "description": FIELDS_DESCRIPTION,
+    "schema": {"type": "string", "maxLength": FIELDS_MAX_LENGTH},
+}
+
+
+def image_call_parameters() -> dict[str, Any]:
+    """`openapi_extra` naming the parameters that `ImageModelCall` reads (a fresh copy: the schema is edited)."""
+    return {"parameters": deepcopy([_NAME_PARAMETER, _UPSCALE_PARAMETER, _FIELDS_PARAMETER])}
+
+
+def array_call_parameters() -> dict[str, Any]:
+    """`openapi_extra` naming the parameters that `ArrayModelCall` reads."""
+    return {"parameters": deepcopy([_NAME_PARAMETER, _FIELDS_PARAMETER])}
+
+
+def _parameter_error(location: str, name: str, message: str) -> ApiError:
+    return ApiError(
+        422, f"{name}: {message}", detail=[{"loc": [location, name], "msg": message, "type": "value_error"}]
+    )
+
+
+def path_model_name(request: Request) -> str:
+    name: str = request.path_params["name"]
+    if not is_model_name(name):
+        raise _parameter_error(
+            "path", "name", f"a model's name matches {MODEL_NAME_PATTERN}, as listed by GET /v1/models"
+        )
+    return name
+
+
+def query_upscale(request: Request) -> int:
+    text = request.query_params.get("upscale")
+    if text is None:
+        return 1
+    try:
+        upscale = int(text)
+    except ValueError:
+        upscale = 0
+    if not 1 <= upscale <= UPSCALE_LIMIT:
+        raise _parameter_error("query", "upscale", f"a whole number from 1 to {UPSCALE_LIMIT}")
+    return upscale
+
+
+def query_fields(request: Request) -> str | None:
+    fields = request.query_params.get("fields")
+    if fields is not None and len(fields) > FIELDS_MAX_LENGTH:
+        raise _parameter_error("query", "fields", f"at most {FIELDS_MAX_LENGTH} characters")
+    return fields
 
 
 async def get_service(request: Request) -> Service:
@@ -120,18 +201,19 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     return ModelCall(service, answering(request, served_model(service, name)), BASE64_IMAGE_OUTPUT)
 
 
-async def get_image_model_call(
-    request: Request, name: ModelName, upscale: Upscale = 1, fields: Fields = None
-) -> ModelCall:
+async def get_image_model_call(request: Request) -> ModelCall:
     """For routes that answer images: as base64 in JSON, (Accept: image/png) as the PNG itself, or
-    (Accept: application/x-npy) as an array."""
+    (Accept: application/x-npy) as an array. Reads `name`, `upscale` and `fields` (image_call_parameters)."""
+    name, upscale, fields = path_model_name(request), query_upscale(request), query_fields(request)
     service = running_service(request)
     output = choose_image_output(request, upscale, service.settings.max_upscale, fields)
     return ModelCall(service, answering(request, served_model(service, name)), output)
 
 
-async def get_array_model_call(request: Request, name: ModelName, fields: Fields = None) -> ModelCall:
-    """For routes that answer numbers only: JSON, or (Accept: application/x-npy) an array."""
+async def get_array_model_call(request: Request) -> ModelCall:
+    """For routes that answer numbers only: JSON, or (Accept: application/x-npy) an array. Reads `name` and
+    `fields` (array_call_parameters)."""
+    name, fields = path_model_name(request), query_fields(request)
     service = running_service(request)
     output = choose_image_output(request, 1, 1, fields, offers=(JSON, NPY))
     return ModelCall(service, answering(request, served_model(service, name)), output)

@@ -31,8 +31,14 @@ from models.networks import AUTOENCODER_KINDS, AutoEncoderNetwork, autoencoder
 
 log = logging.getLogger("digitae.registry")
 
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MODEL_NAME_MAX_LENGTH = 64
+MODEL_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MODEL_NAME_MAX_LENGTH - 1}}}$"
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+def is_model_name(name: str) -> bool:
+    """Whether `name` can name a served model (a folder name that never leaves the models folder)."""
+    return _MODEL_NAME.fullmatch(name) is not None
 
 
 class StartupError(Exception):
@@ -104,7 +110,7 @@ class Registry:
 
     def get(self, name: str) -> ServedModel:
         """The named model, or `UnknownModel` (names never touch the filesystem)."""
-        model = self.models.get(name) if _MODEL_NAME.match(name) else None
+        model = self.models.get(name) if is_model_name(name) else None
         if model is None:
             raise UnknownModel(name, list(self.models))
         return model
@@ -162,7 +168,7 @@ def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: boo
 def load_folder(folder: Path, device: torch.device) -> ServedModel | ServedJudge:
     """Load and verify one checkpoint folder: an auto-encoder to serve, or a judge (the digit classifier).
     Raises CheckpointError naming the file and the problem."""
-    if not _MODEL_NAME.match(folder.name):
+    if not is_model_name(folder.name):
         raise CheckpointError(folder, f"the folder name must match {MODEL_NAME_PATTERN} to be served")
     checkpoint = load_checkpoint(folder, device=device)
     if checkpoint.kind not in AUTOENCODER_KINDS:

@@ -111,6 +111,29 @@ def test_fields_trim_every_inference_answer_to_what_was_asked(client: httpx.Clie
     assert len(verdicts) == 3 and all(set(v) == {"digit"} for v in verdicts)
 
 
+def test_the_inference_routes_check_their_own_parameters_and_document_them(client: httpx.Client) -> None:
+    """`name`, `upscale` and `fields` are read by the routes' dependency, not by FastAPI: the same checks, the same
+    error envelope, and the same OpenAPI parameters."""
+    latent = {"latent": [0, 0]}
+    for query, says in (("upscale=abc", "upscale"), ("upscale=0", "from 1 to 64"), ("upscale=1.5", "upscale")):
+        body = error(client.post(f"/v1/models/ae-2/decode?{query}", json=latent), 422, says)
+        assert body["detail"] == [
+            {"loc": ["query", "upscale"], "msg": "a whole number from 1 to 64", "type": "value_error"}
+        ]
+    error(client.post("/v1/models/ae-2/decode?upscale=17", json=latent), 422, "DIGITAE_MAX_UPSCALE")
+    error(client.post("/v1/models/ae-2/encode?fields=" + "a" * 513, json={"image": b64(DIGIT_PNG)}), 422, "512")
+    body = error(client.post("/v1/models/-ae/encode", json={"image": b64(DIGIT_PNG)}), 422, "name")
+    assert body["detail"][0]["loc"] == ["path", "name"]
+    error(client.post(f"/v1/models/{'a' * 65}/reconstruct", json={"image": b64(DIGIT_PNG)}), 422, "name")
+    assert ok(client.post("/v1/models/ae-2/decode?upscale=2&fields=image", json=latent))["image"]
+    schema = client.get("/openapi.json").json()
+    reconstruct = {p["name"]: p for p in schema["paths"]["/v1/models/{name}/reconstruct"]["post"]["parameters"]}
+    assert reconstruct["name"]["in"] == "path" and reconstruct["name"]["schema"]["enum"] == ["ae-2", "ae-6", "vae-2"]
+    assert reconstruct["upscale"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 16, "default": 1}
+    encode = [p["name"] for p in schema["paths"]["/v1/models/{name}/encode"]["post"]["parameters"]]
+    assert encode == ["name", "fields"]
+
+
 def test_an_unknown_field_is_a_422_naming_the_valid_ones(client: httpx.Client) -> None:
     body = error(
         client.post("/v1/models/ae-6/reconstruct?fields=loss,losses", json={"image": b64(DIGIT_PNG)}), 422, "'losses'"
