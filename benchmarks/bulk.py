@@ -3,8 +3,9 @@
 The images are the real 10,000-image MNIST test set when ../shared/data/mnist is beside the repository, else 10,000
 stand-ins (the /docs example digit, shifted and dimmed: the speed of a network does not depend on what it sees).
 Each of encode, reconstruct and decode gets the whole array in one request (`Accept: application/x-npy`); the time
-is from the first byte sent to the last byte received. The ceiling is the model's forward pass alone, in this
-process, on batches of the micro-batch size with the server's torch thread count: no decoding, no HTTP.
+is from the first byte sent to the last byte received. The ceiling is the operation's tensor work alone (the graph
+the server runs, service/graphs.py), in this process, on batches of the micro-batch size with the server's torch
+thread count: no decoding, no HTTP.
 """
 
 from __future__ import annotations
@@ -106,19 +107,19 @@ def keep_busy(base_url: str, model: str, operation: str, body: bytes, seconds: f
 def forward_ceiling(
     models_dir: Path, model_name: str, batch: int, seconds: float, torch_threads: int
 ) -> dict[str, float]:
-    """Images per second of the network's forward pass alone for each operation, on batches of `batch`."""
-    from service.inference import _encode
+    """Images per second of each operation's tensor work alone (the graph the server runs: the forward pass, and the
+    losses and centroid distances it returns), on batches of `batch`."""
+    from service.inference import _graph
     from service.registry import load_registry
 
     torch.set_num_threads(torch_threads)
     model = load_registry(models_dir, torch.device("cpu"), skip_bad=False).models[model_name]
-    network = model.network
     x = torch.rand(batch, 1, 28, 28)
     z = torch.randn(batch, model.latent_dim)
     work: dict[str, Callable[[], object]] = {
-        "encode": lambda: _encode(model, x),
-        "reconstruct": lambda: network(x),
-        "decode": lambda: network.decode(z),
+        "encode": lambda: _graph(model, "encode")(x),
+        "reconstruct": lambda: _graph(model, "reconstruct")(x, x),
+        "decode": lambda: _graph(model, "decode")(z),
     }
     rates = {}
     with torch.inference_mode():

@@ -6,7 +6,7 @@ the two is what digitae itself costs per request. With DIGITAE_NOOP_SERVER=plain
 instead (no bounds): the benchmark runs both, to show what the bounds cost.
 With DIGITAE_NOOP_SERVER=digitae it serves digitae's own floor instead: the service's app (`create_app`: its
 middleware, request ids, metrics, access log, body cap, error envelope; the models from DIGITAE_MODELS_DIR) with one
-more route, shaped like an inference route (the same model-call dependency, `name`, `upscale` and `fields`), that
+more route, shaped like an inference route (it reads `name`, `upscale` and `fields` as the inference routes do), that
 reads the body and answers the same small JSON: what a request costs in digitae before any image or model work.
 Run by the benchmark as `python benchmarks/noop_app.py` with DIGITAE_PORT set.
 """
@@ -18,8 +18,6 @@ import os
 import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response
-
-from service.deps import ImageModelCall  # at the top: FastAPI resolves the route's annotations in this module
 
 app = FastAPI(title="no-op")
 OK = b'{"ok":true}'
@@ -39,12 +37,14 @@ async def healthz() -> Response:
 def digitae_floor() -> FastAPI:
     """digitae's app with a no-op inference-shaped route: `POST /v1/models/{name}/noop`."""
     from service.app import create_app
+    from service.deps import image_model_call
     from service.settings import Settings
 
     floor = create_app(Settings())
 
     @floor.post("/v1/models/{name}/noop")
-    async def model_noop(request: Request, call: ImageModelCall) -> Response:
+    async def model_noop(request: Request) -> Response:
+        image_model_call(request)
         await request.body()
         return Response(OK, media_type="application/json")
 

@@ -9,7 +9,7 @@ In one run, on one machine:
    reconstruct as a multipart upload (the default answer) and as a raw PNG body with `fields=loss,latent`:
    requests/s, p50, p99;
 2. the HTTP floor: a no-op FastAPI endpoint served the same way (benchmarks/noop_app.py), and digitae's own floor:
-   its app with a no-op route shaped like an inference route (middleware, routing, the model-call dependency);
+   its app with a no-op route shaped like an inference route (middleware, routing, reading `name`, `upscale`, `fields`);
 3. the in-process ceiling: the same model's batched forward pass plus PNG encoding, no HTTP (benchmarks/ceiling.py);
 4. micro-batching off (DIGITAE_MICROBATCH_ENABLED=false) at concurrency 64, against on;
 5. the request middleware's own CPU per request: request id, metrics, access line (benchmarks/middleware_cost.py);
@@ -285,7 +285,7 @@ def notes(serving: Serving) -> list[str]:
         f"no-op endpoint's req/s at concurrency {HIGH} with the two PNGs of the multipart answer, "
         f"{ratio(ceilings[RAW_FIELDS], base):.0%} without them (raw+fields: the forward pass and the losses)",
         f"digitae's floor (its app and an inference-shaped route that only reads the body: middleware, request id, "
-        f"metrics, access log, routing, the model-call dependency) serves {ratio(floor[HIGH].rps, base):.0%} of the "
+        f"metrics, access log, routing, name, upscale and fields) serves {ratio(floor[HIGH].rps, base):.0%} of the "
         f"no-op's req/s at concurrency {HIGH}: the share a reconstruct whose image and model cost nothing would "
         f"reach; raw+fields reaches {ratio(raw, floor[HIGH].rps):.0%} of that floor (the event loop and the "
         "inference thread share one interpreter lock: every request's Python and every forward pass's take turns)",

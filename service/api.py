@@ -21,15 +21,15 @@ from service.arrays import (
     stream_answer,
 )
 from service.deps import (
-    ArrayModelCall,
     Fields,
-    ImageModelCall,
     JsonModelCall,
     JsonServiceDep,
     ModelCall,
     ServiceDep,
     array_call_parameters,
+    array_model_call,
     image_call_parameters,
+    image_model_call,
     served_judge,
 )
 from service.errors import ApiError, error_responses
@@ -206,7 +206,8 @@ async def classify(request: Request, service: JsonServiceDep, fields: Fields = N
     )
     | array_call_parameters(),
 )
-async def encode(request: Request, call: ArrayModelCall) -> Response:
+async def encode(request: Request) -> Response:
+    call = array_model_call(request)
     output, model = call.output, call.model
     if media_type(request) == NPY:
         field = checked_array_field(call, ENCODE_ARRAYS, ENCODE_FIELDS)
@@ -261,7 +262,8 @@ async def encode(request: Request, call: ArrayModelCall) -> Response:
     )
     | image_call_parameters(),
 )
-async def reconstruct(request: Request, call: ImageModelCall) -> Response:
+async def reconstruct(request: Request) -> Response:
+    call = image_model_call(request)
     output, model = call.output, call.model
     if media_type(request) == NPY:
         field = checked_array_field(call, RECONSTRUCT_ARRAYS, RECONSTRUCT_FIELDS)
@@ -313,7 +315,8 @@ async def reconstruct(request: Request, call: ImageModelCall) -> Response:
     openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES, npy=docs.NPY_LATENTS)
     | image_call_parameters(),
 )
-async def decode(request: Request, call: ImageModelCall) -> Response:
+async def decode(request: Request) -> Response:
+    call = image_model_call(request)
     output, model = call.output, call.model
     want = output.fields(DECODE_FIELDS)
     if media_type(request) == NPY:
@@ -357,7 +360,8 @@ async def decode(request: Request, call: ImageModelCall) -> Response:
     },
     openapi_extra=docs.request_body(SampleRequest, docs.SAMPLE_EXAMPLES) | image_call_parameters(),
 )
-async def sample(request: Request, call: ImageModelCall) -> Response:
+async def sample(request: Request) -> Response:
+    call = image_model_call(request)
     body = await read_json(request, SampleRequest, call.validation_context)
     model, output = call.model, call.output
     if body.digit is None and model.kind != "vae":
@@ -395,7 +399,8 @@ async def sample(request: Request, call: ImageModelCall) -> Response:
     },
     openapi_extra=docs.request_body(InterpolateRequest, docs.INTERPOLATE_EXAMPLES) | image_call_parameters(),
 )
-async def interpolate(request: Request, call: ImageModelCall) -> Response:
+async def interpolate(request: Request) -> Response:
+    call = image_model_call(request)
     body = await read_json(request, InterpolateRequest, call.validation_context)
     output, model = call.output, call.model
     ends = {"from": body.start, "to": body.end}

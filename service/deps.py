@@ -1,8 +1,9 @@
 """What the routes are given, one dependency each: the running service, or the model named in the path
 together with the service and how to answer (JSON, PNG or .npy; which `fields`). One dependency per route keeps
-the per-request cost of FastAPI's dependency solving low; the inference routes' dependencies go further and read
-`name`, `upscale` and `fields` themselves (FastAPI's per-parameter solving and validation cost the hot path about a
-sixth of its requests/s), and their OpenAPI parameters are written out here, beside the code that checks them."""
+the per-request cost of FastAPI's dependency solving low. The inference routes go further: they call
+`image_model_call` or `array_model_call` themselves, which read `name`, `upscale` and `fields` from the request
+(FastAPI's dependency solving and per-parameter validation cost the hot path about a sixth of its requests/s), and
+their OpenAPI parameters are written out here, beside the code that checks them."""
 
 from __future__ import annotations
 
@@ -201,18 +202,19 @@ async def get_json_model_call(request: Request, name: ModelName) -> ModelCall:
     return ModelCall(service, answering(request, served_model(service, name)), BASE64_IMAGE_OUTPUT)
 
 
-async def get_image_model_call(request: Request) -> ModelCall:
+def image_model_call(request: Request) -> ModelCall:
     """For routes that answer images: as base64 in JSON, (Accept: image/png) as the PNG itself, or
-    (Accept: application/x-npy) as an array. Reads `name`, `upscale` and `fields` (image_call_parameters)."""
+    (Accept: application/x-npy) as an array. Reads `name`, `upscale` and `fields` (image_call_parameters).
+    Called by the route itself, not through `Depends`: FastAPI's dependency solving cost the hot path a tenth."""
     name, upscale, fields = path_model_name(request), query_upscale(request), query_fields(request)
     service = running_service(request)
     output = choose_image_output(request, upscale, service.settings.max_upscale, fields)
     return ModelCall(service, answering(request, served_model(service, name)), output)
 
 
-async def get_array_model_call(request: Request) -> ModelCall:
+def array_model_call(request: Request) -> ModelCall:
     """For routes that answer numbers only: JSON, or (Accept: application/x-npy) an array. Reads `name` and
-    `fields` (array_call_parameters)."""
+    `fields` (array_call_parameters); called by the route itself, like `image_model_call`."""
     name, fields = path_model_name(request), query_fields(request)
     service = running_service(request)
     output = choose_image_output(request, 1, 1, fields, offers=(JSON, NPY))
@@ -228,5 +230,3 @@ def answering(request: Request, model: ServedModel) -> ServedModel:
 ServiceDep = Annotated[Service, Depends(get_service)]
 JsonServiceDep = Annotated[Service, Depends(get_json_service)]
 JsonModelCall = Annotated[ModelCall, Depends(get_json_model_call)]
-ImageModelCall = Annotated[ModelCall, Depends(get_image_model_call)]
-ArrayModelCall = Annotated[ModelCall, Depends(get_array_model_call)]

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from models.corruptions import GaussianNoise, Occlusion
-from models.losses import bce_per_image, mse_per_image, vae_terms
-from models.networks import SIDE, VariationalAutoEncoder
+from models.networks import SIDE
+from service import graphs
 from service.batching import MicroBatcher
 from service.registry import ServedJudge, ServedModel
 from service.schemas import CorruptionSpec, OcclusionSpec, PathEnd
@@ -66,9 +66,12 @@ class Verdict:
 
 def encode_batch(model: ServedModel, images: list[np.ndarray]) -> list[Encoding]:
     with torch.inference_mode():
-        x = _images_to_tensor(images, model.device)
-        mu, logvar = _encode(model, x)
-        return _encodings(model, mu, logvar)
+        outputs = _graph(model, "encode")(_images_to_tensor(images, model.device))
+        if model.kind == "vae":
+            mu, logvar, distances = outputs
+            return _encodings(mu, logvar, distances)
+        latent, distances = outputs
+        return _encodings(latent, None, distances)
 
 
 def reconstruct_batch(model: ServedModel, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Reconstruction]:
@@ -76,16 +79,15 @@ def reconstruct_batch(model: ServedModel, pairs: list[tuple[np.ndarray, np.ndarr
     with torch.inference_mode():
         x = _images_to_tensor([seen for seen, _ in pairs], model.device)
         target = _images_to_tensor([clean for _, clean in pairs], model.device)
+        outputs = _graph(model, "reconstruct")(x, target)
         if model.kind == "vae":
-            recon, mu, logvar = model.network(x)
-            terms = vae_terms(recon, target, mu, logvar)
-            kl, elbo = terms["kl"].tolist(), terms["elbo"].tolist()
+            recon, mu, logvar, mse_t, bce_t, kl_t, elbo_t, distances = outputs
+            kl, elbo = kl_t.tolist(), elbo_t.tolist()
         else:
-            recon, mu = model.network(x)
+            recon, mu, mse_t, bce_t, distances = outputs
             logvar, kl, elbo = None, [None] * len(pairs), [None] * len(pairs)
-        mse = mse_per_image(recon, target).tolist()
-        bce = bce_per_image(recon, target).tolist()
-        encodings = _encodings(model, mu, logvar)
+        mse, bce = mse_t.tolist(), bce_t.tolist()
+        encodings = _encodings(mu, logvar, distances)
         images = _tensor_to_images(recon)
     return [
         Reconstruction(image=images[i], encoding=encodings[i], mse=mse[i], bce=bce[i], kl=kl[i], elbo=elbo[i])
@@ -96,7 +98,7 @@ def reconstruct_batch(model: ServedModel, pairs: list[tuple[np.ndarray, np.ndarr
 def decode_batch(model: ServedModel, latents: list[np.ndarray]) -> list[np.ndarray]:
     with torch.inference_mode():
         z = torch.from_numpy(np.stack(latents).astype(np.float32, copy=False)).to(model.device)
-        return _tensor_to_images(model.network.decode(z))
+        return _tensor_to_images(_graph(model, "decode")(z))
 
 
 def classify_batch(judge: ServedJudge, images: list[np.ndarray]) -> list[Verdict]:
@@ -121,14 +123,11 @@ def _tensor_to_images(batch: Tensor) -> list[np.ndarray]:
     return list(batch.squeeze(1).float().cpu().numpy())
 
 
-def _encode(model: ServedModel, x: Tensor) -> tuple[Tensor, Tensor | None]:
-    if isinstance(model.network, VariationalAutoEncoder):
-        return model.network.encode(x)
-    return model.network.embed(x), None
+def _graph(model: ServedModel, operation: str) -> graphs.Graph:
+    return graphs.graph(model.graphs, operation, model.network, model.centroids)
 
 
-def _encodings(model: ServedModel, mu: Tensor, logvar: Tensor | None) -> list[Encoding]:
-    distances = torch.linalg.vector_norm(mu[:, None, :] - model.centroids[None, :, :], dim=-1)
+def _encodings(mu: Tensor, logvar: Tensor | None, distances: Tensor) -> list[Encoding]:
     mu_np = mu.float().cpu().numpy()
     logvar_np = logvar.float().cpu().numpy() if logvar is not None else None
     distances_np = distances.float().cpu().numpy()

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class ServedModel:
     atlas: dict[str, Any] | None = None  # held-out digits' codes and labels (atlas.json), when the checkpoint has one
     version: str = ""  # model_version(card): what X-Model-Version names
     trained_at: str | None = None  # the card's training date (ISO 8601), when it has one
+    # operation -> its graph (service.graphs), made on first use by the inference thread, the only one to touch it
+    graphs: dict[str, Callable[..., Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def metrics(self) -> dict[str, Any]:
