@@ -304,6 +304,8 @@ def _ink_is_dark(gray: Image.Image, alpha: Image.Image) -> bool:
 def _gray_and_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """Split into a gray image (mode L, or F for more than 8 bits) and an alpha mask if any is not opaque."""
     mode = image.mode
+    if mode == "L":  # already gray, nothing transparent: the common case, without a copy
+        return image, None
     if mode.startswith("I") or mode == "F":
         return Image.fromarray(_high_depth_to_unit(np.asarray(image))), None
     if mode == "P":
@@ -346,25 +348,28 @@ def is_mnist_like(gray: np.ndarray) -> bool:
     """
     if gray.shape != (SIDE, SIDE):
         return False
-    rows = np.flatnonzero(gray.any(axis=1))
-    cols = np.flatnonzero(gray.any(axis=0))
+    # one pass over the pixels serves both tests (pixels are >= 0: a row holds ink exactly when its mass is > 0);
+    # this runs on the event loop for every image, so it is kept to a few reductions (about 3x faster than any())
+    row_mass, col_mass = gray.sum(axis=1, dtype=np.float64), gray.sum(axis=0, dtype=np.float64)
+    rows, cols = np.flatnonzero(row_mass), np.flatnonzero(col_mass)
     if rows.size == 0:
         return False  # blank: normalize_digit returns zeros, which is the same answer
     height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     if max(height, width) > BOX or max(height, width) < MNIST_LIKE_MIN_SIDE:
         return False
-    center_row, center_col = center_of_mass(gray)
+    center_row, center_col = _center(row_mass, col_mass)
     tolerance = MNIST_LIKE_CENTER_TOLERANCE
     return abs(center_row - CENTER) <= tolerance and abs(center_col - CENTER) <= tolerance
 
 
 def center_of_mass(values: np.ndarray) -> tuple[float, float]:
     """Intensity-weighted (row, column) center of a 2-D array with a positive sum."""
-    values = values.astype(np.float64)
-    total = values.sum()
-    row = values.sum(axis=1) @ np.arange(values.shape[0]) / total
-    col = values.sum(axis=0) @ np.arange(values.shape[1]) / total
-    return float(row), float(col)
+    return _center(values.sum(axis=1, dtype=np.float64), values.sum(axis=0, dtype=np.float64))
+
+
+def _center(row_mass: np.ndarray, col_mass: np.ndarray) -> tuple[float, float]:
+    total = row_mass.sum()
+    return float(row_mass @ np.arange(len(row_mass)) / total), float(col_mass @ np.arange(len(col_mass)) / total)
 
 
 def normalize_digit(gray: np.ndarray) -> np.ndarray:
