@@ -1,4 +1,4 @@
-"""Bulk work: a whole array of digits in one `application/x-npy` request, against the forward pass alone.
+"""Bulk work: a whole array of digits in one `application/x-npy` request, against its tensor work alone.
 
 The images are the real 10,000-image MNIST test set when ../shared/data/mnist is beside the repository, else 10,000
 stand-ins (the /docs example digit, shifted and dimmed: the speed of a network does not depend on what it sees).
