@@ -29,7 +29,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, command: list[str], env: dict[str, str], ready_path: str, log_path: Path) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], ready_path: str, log_path: Path, cwd: Path = REPO_ROOT
+    ) -> None:
+        self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = command
@@ -48,7 +51,7 @@ class Server:
     def start(self, timeout_s: float = 120) -> None:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                self.command, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout_s
@@ -110,13 +113,15 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def service(models_dir: Path, log_path: Path, **settings: object) -> Server:
-    """`python -m service` with its defaults, except the given settings (`microbatch_enabled=False`, ...)."""
+def service(models_dir: Path, log_path: Path, source: Path = REPO_ROOT, **settings: object) -> Server:
+    """`python -m service` (the code in `source`: this tree, or a checkout of another revision) with its defaults,
+    except the given settings (`microbatch_enabled=False`, ...)."""
     env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(source), *env["PYTHONPATH"].split(os.pathsep)[1:]])
     env.update(DIGITAE_MODELS_DIR=str(models_dir), DIGITAE_HOST="127.0.0.1")
     for name, value in settings.items():
         env[f"DIGITAE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return Server([sys.executable, "-m", "service"], env, "/readyz", log_path)
+    return Server([sys.executable, "-m", "service"], env, "/readyz", log_path, cwd=source)
 
 
 def noop(log_path: Path, workers: int = 1, server: str = "bounded") -> Server:
