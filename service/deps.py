@@ -116,7 +116,7 @@ ModelName = Annotated[
 ]
 Fields = Annotated[str | None, Query(max_length=FIELDS_MAX_LENGTH, description=FIELDS_DESCRIPTION)]
 
-# The OpenAPI parameters of the inference routes, whose dependencies read them from the request themselves.
+# The OpenAPI parameters of the inference routes, which read them from the request themselves (image_model_call).
 _NAME_PARAMETER = {
     "name": "name",
     "in": "path",
@@ -142,12 +142,12 @@ _FIELDS_PARAMETER = {
 
 
 def image_call_parameters() -> dict[str, Any]:
-    """`openapi_extra` naming the parameters that `ImageModelCall` reads (a fresh copy: the schema is edited)."""
+    """`openapi_extra` naming the parameters that `image_model_call` reads (a fresh copy: the schema is edited)."""
     return {"parameters": deepcopy([_NAME_PARAMETER, _UPSCALE_PARAMETER, _FIELDS_PARAMETER])}
 
 
 def array_call_parameters() -> dict[str, Any]:
-    """`openapi_extra` naming the parameters that `ArrayModelCall` reads."""
+    """`openapi_extra` naming the parameters that `array_model_call` reads."""
     return {"parameters": deepcopy([_NAME_PARAMETER, _FIELDS_PARAMETER])}
 
 
@@ -170,10 +170,7 @@ def query_upscale(request: Request) -> int:
     text = request.query_params.get("upscale")
     if text is None:
         return 1
-    try:
-        upscale = int(text)
-    except ValueError:
-        upscale = 0
+    upscale = int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else 0  # digits only: no "1_0"
     if not 1 <= upscale <= UPSCALE_LIMIT:
         raise _parameter_error("query", "upscale", f"a whole number from 1 to {UPSCALE_LIMIT}")
     return upscale

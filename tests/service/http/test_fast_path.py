@@ -115,7 +115,13 @@ def test_the_inference_routes_check_their_own_parameters_and_document_them(clien
     """`name`, `upscale` and `fields` are read by the routes' dependency, not by FastAPI: the same checks, the same
     error envelope, and the same OpenAPI parameters."""
     latent = {"latent": [0, 0]}
-    for query, says in (("upscale=abc", "upscale"), ("upscale=0", "from 1 to 64"), ("upscale=1.5", "upscale")):
+    for query, says in (
+        ("upscale=abc", "upscale"),
+        ("upscale=0", "from 1 to 64"),
+        ("upscale=1.5", "upscale"),
+        ("upscale=1_0", "upscale"),
+        ("upscale=-2", "upscale"),
+    ):
         body = error(client.post(f"/v1/models/ae-2/decode?{query}", json=latent), 422, says)
         assert body["detail"] == [
             {"loc": ["query", "upscale"], "msg": "a whole number from 1 to 64", "type": "value_error"}
