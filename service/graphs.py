@@ -3,8 +3,8 @@
 Why: the event loop and the inference thread share one interpreter lock. Eager PyTorch hands the lock back and
 takes it again around every op (about 40 for a reconstruct), and under load each retake waits its turn behind the
 event loop's Python: at 64 connections a reconstruct's forward pass took about 1 ms per image, four times what it
-takes alone. A frozen traced graph runs all of its ops in C++ and takes the lock once: 0.6 ms per image under the
-same load, and a quarter more requests/s (`make bench`; the figures are in the README).
+takes alone. A frozen traced graph runs all of its ops in C++ and takes the lock once: about 0.45 ms per image under
+the same load, and 1.39x the requests/s (`benchmarks/compare.py`; the figures are in the README).
 
 The modules below are the computation itself (the eager path runs them as they are), so the traced graph and the
 eager one cannot drift apart. A graph is traced on first use, in the inference thread (tens of milliseconds: startup
