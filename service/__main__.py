@@ -3,16 +3,13 @@ DIGITAE_* variables (service/settings.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import logging.config
 import os
-import signal
 import sys
 
 from pydantic import ValidationError
-from uvicorn.supervisors.multiprocess import Multiprocess
 
 from service.app import StartupError, build_registry, create_app
 from service.logs import logging_config
@@ -21,18 +18,6 @@ from service.server import serve
 from service.settings import Settings
 
 log = logging.getLogger("digitae")
-
-
-class Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, except that SIGHUP is passed on to the workers (each reloads its models)
-    instead of restarting them."""
-
-    def handle_hup(self) -> None:
-        log.info("SIGHUP: passing it on to the workers (they reload their models)")
-        for process in self.processes:
-            if process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGHUP)
 
 
 def main() -> int:
