@@ -43,11 +43,12 @@ run: $(RUN_STAMP)  ## serve the committed checkpoints on 127.0.0.1:8000 (setting
 test: lint $(CHECKOV)  ## lint, then the test suite (without the long soak)
 	$(BIN)/python -m pytest
 
-# The same three checks run before each commit once `$(BIN)/pre-commit install` is done (.pre-commit-config.yaml).
-lint: $(DEV_STAMP)  ## formatting (ruff format), lint rules (ruff check) and types (mypy)
+# The same four checks run before each commit once `$(BIN)/pre-commit install` is done (.pre-commit-config.yaml).
+lint: $(DEV_STAMP)  ## formatting (ruff format), lint rules (ruff check), types (mypy), the layers (lint-imports)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The load generator is wrk (a Debian package, not a Python one): installed here when missing and run as root.
 bench: $(DEV_STAMP)  ## measure serving and training speed (figures printed and written to bench-results/)

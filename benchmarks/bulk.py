@@ -4,7 +4,7 @@ The images are the real 10,000-image MNIST test set when ../shared/data/mnist is
 stand-ins (the /docs example digit, shifted and dimmed: the speed of a network does not depend on what it sees).
 Each of encode, reconstruct and decode gets the whole array in one request (`Accept: application/x-npy`); the time
 is from the first byte sent to the last byte received. The ceiling is the operation's tensor work alone (the graph
-the server runs, service/graphs.py), in this process, on batches of the micro-batch size with the server's torch
+the server runs, service/engine/graphs.py), in this process, on batches of the micro-batch size with the server's torch
 thread count: no decoding, no HTTP.
 """
 
@@ -109,8 +109,8 @@ def forward_ceiling(
 ) -> dict[str, float]:
     """Images per second of each operation's tensor work alone (the graph the server runs: the forward pass, and the
     losses and centroid distances it returns), on batches of `batch`."""
-    from service.inference import _graph
-    from service.registry import load_registry
+    from service.catalog.registry import load_registry
+    from service.engine.inference import _graph
 
     torch.set_num_threads(torch_threads)
     model = load_registry(models_dir, torch.device("cpu"), skip_bad=False).models[model_name]

@@ -1,7 +1,7 @@
 """The in-process ceiling: what the model can do without HTTP, per endpoint, in images per second.
 
-The server's own batch functions (service.inference) on full micro-batches, plus the PNG encoding each answer
-carries (service.imaging.png_base64), in a loop, in this process, with the server's torch thread count. No
+The server's own batch functions (service.engine.inference) on full micro-batches, plus the PNG encoding each answer
+carries (service.codec.imaging.png_base64), in a loop, in this process, with the server's torch thread count. No
 request parsing, no JSON, no event loop: an HTTP endpoint can approach this figure but never pass it.
 """
 
@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.imaging import decode_base64_image, png_base64, preprocess
-from service.inference import decode_batch, encode_batch, reconstruct_batch, sample_latents
-from service.registry import ServedModel, load_registry
+from service.catalog.registry import ServedModel, load_registry
+from service.codec.imaging import decode_base64_image, png_base64, preprocess
+from service.engine.inference import decode_batch, encode_batch, reconstruct_batch, sample_latents
 
 RECONSTRUCT_NO_PNG = "reconstruct, no PNG"  # what `?fields=loss,latent` asks for: the forward pass and the losses
 
 
 def example_image() -> np.ndarray:
     """The /docs example digit, preprocessed as the server preprocesses it."""
-    from service.examples import EXAMPLE_DIGIT_PNG_BASE64
+    from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64
 
     return preprocess(decode_base64_image(EXAMPLE_DIGIT_PNG_BASE64, max_bytes=1 << 20, max_pixels=1 << 20))
 

@@ -51,8 +51,8 @@ async def _run(target: Any, count: int) -> None:
 
 def cpu_per_request_us(mode: str) -> float:
     """In this process: configure logging as the service does, then time `REQUESTS` requests."""
-    from service.logs import logging_config
-    from service.observability import RequestContextMiddleware
+    from service.middleware.request_context import RequestContextMiddleware
+    from service.runtime.logs import logging_config
 
     logging.config.dictConfig(logging_config("info" if mode == "log" else "warning"))
     for handler in logging.getLogger().handlers:

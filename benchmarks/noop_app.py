@@ -1,6 +1,6 @@
 """The HTTP floor: a FastAPI endpoint that reads the request body and answers a small JSON, nothing else.
 
-Served exactly as `python -m service` serves digitae (service.server: uvicorn's httptools protocol with the
+Served exactly as `python -m service` serves digitae (service.runtime.server: uvicorn's httptools protocol with the
 connection bounds, uvloop, the default DIGITAE_* limits, no access log, no server header), so the difference between
 the two is what digitae itself costs per request. With DIGITAE_NOOP_SERVER=plain it is served by plain uvicorn
 instead (no bounds): the benchmark runs both, to show what the bounds cost.
@@ -36,8 +36,8 @@ async def healthz() -> Response:
 
 def digitae_floor() -> FastAPI:
     """digitae's app with a no-op inference-shaped route: `POST /v1/models/{name}/noop`."""
+    from service.api.deps import image_model_call
     from service.app import create_app
-    from service.deps import image_model_call
     from service.settings import Settings
 
     floor = create_app(Settings())
@@ -56,8 +56,8 @@ if __name__ == "__main__":
     if os.environ.get("DIGITAE_NOOP_SERVER") == "digitae":
         import logging.config
 
-        from service.logs import logging_config
-        from service.server import serve
+        from service.runtime.logs import logging_config
+        from service.runtime.server import serve
         from service.settings import Settings
 
         settings = Settings()
@@ -77,7 +77,7 @@ if __name__ == "__main__":
             server_header=False,
         )
     else:
-        from service.server import serve
+        from service.runtime.server import serve
         from service.settings import Settings
 
         serve(Settings(), target, None)

@@ -82,7 +82,7 @@ def requests_for(model: str, latent_dim: int) -> dict[str, loadgen.Request]:
     (none when `fields` leaves them out)."""
     import base64
 
-    from service.examples import EXAMPLE_DIGIT_PNG_BASE64
+    from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64
 
     image = json.dumps({"image": EXAMPLE_DIGIT_PNG_BASE64}).encode()
     png = base64.b64decode(EXAMPLE_DIGIT_PNG_BASE64)
@@ -136,7 +136,7 @@ def checkpoints(scratch: Path) -> tuple[Path, str]:
 
     from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, centroids_payload, save_checkpoint
     from models.networks import build_model
-    from service.registry import StartupError, load_registry
+    from service.catalog.registry import StartupError, load_registry
     from training.config import make_config
 
     try:
@@ -415,7 +415,7 @@ def measure_serving(models_dir: Path, scratch: Path, requests: dict[str, loadgen
 
 
 def measure_server_bounds(scratch: Path, plan: Plan, rounds: int = 3) -> dict[int, tuple[float, float]]:
-    """What service/server.py's bounds cost: the no-op endpoint on plain uvicorn and on the bounded server, both up
+    """What the server's bounds (service/runtime/server.py) cost: the no-op on plain uvicorn and the bounded server, up
     at once, runs alternating (so a change in the machine's load hits both alike); the median of `rounds` each."""
     import statistics
 
@@ -447,7 +447,7 @@ def print_serving(serving: Serving, plan: Plan, batch: int, torch_threads: int) 
     say(f"\nMicro-batching at concurrency {HIGH}, req/s on / off:")
     for name, figures in serving.microbatching().items():
         say(f"  {name:22s} {figures['on_rps']:8.0f} / {figures['off_rps']:8.0f} = {figures['on_over_off']:.2f}x")
-    say("\nServer bounds (service/server.py): the no-op endpoint's req/s, plain uvicorn / with the bounds")
+    say("\nServer bounds (service/runtime/server.py): the no-op endpoint's req/s, plain uvicorn / with the bounds")
     say("  (both servers up at once, alternating runs, medians of 3):")
     for connections, (plain, bounded) in serving.server_bounds.items():
         say(f"  concurrency {connections:3d}: {plain:8.0f} / {bounded:8.0f} = {ratio(bounded, plain):.2f}x")

@@ -1,21 +1,17 @@
 """digitae's REST service: the auto-encoders in models/checkpoints/ over HTTP (FastAPI, uvicorn).
 
-    settings.py       every setting, from DIGITAE_* environment variables
-    app.py            create_app(): middleware, routes, lifespan (loads the models at startup)
-    registry.py       the checkpoints, loaded and verified once
-    inference.py      what the models compute, in batches; the engine that routes calls to ...
-    batching.py       ... micro-batchers: concurrent requests share one forward pass
-    api.py            the routes (thin), with deps.py (what they are given) and docs.py (OpenAPI examples)
-    schemas.py        request and response bodies
-    inputs.py         reading bodies and images; imaging.py decodes and preprocesses images
-    arrays.py         .npy bodies read safely, bulk answers computed in chunks and streamed (.npy or JSON)
-    render.py         answers: JSON, PNG or .npy, trimmed to the `fields` asked for
-    errors.py         one JSON error shape; observability.py request ids, the access log, metrics
-    body_limit.py     the cap on request bodies (413); in_flight.py counts requests that may share a batch
-    logs.py           the log format (every record one escaped line), written from a background thread
-    security.py       optional API keys
-    server.py         uvicorn with connection bounds (header size, read timeouts, connection cap) and signals
+The folders are the layers, each importing only those below it (import-linter checks it in `make lint`):
 
-`python -m service` runs it. The service imports `models` (the networks, the checkpoint format, the image side,
-the kinds and the device rule), never `training`.
+    app.py            create_app(): middleware, routes, lifespan (loads the models at startup)
+    settings.py       every setting, from DIGITAE_* environment variables
+    __main__.py       `python -m service`: uvicorn with the bounds of runtime/server.py
+    api/              the HTTP API: routes by group, what they are given, keys, errors, OpenAPI, the explorer
+    middleware/       around every request: its id, access line and metrics; the in-flight count; the body cap
+    codec/            wire formats: request schemas, images in and out, .npy, answers, the error envelope
+    engine/           what the models compute, micro-batched, as traced graphs; knows nothing of HTTP
+    catalog/          the checkpoints being served, loaded and verified, and reloaded when they change
+    runtime/          the process: the bounded HTTP server and its signals, draining, logs, metrics
+
+The service imports `models` (the networks, the checkpoint format, the image side, the kinds and the device
+rule), never `training`.
 """

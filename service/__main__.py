@@ -1,4 +1,4 @@
-"""`python -m service`: serve the checkpoints with uvicorn and the bounds of service/server.py, configured by
+"""`python -m service`: serve the checkpoints with uvicorn and the bounds of service/runtime/server.py, configured by
 DIGITAE_* variables (service/settings.py)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 from pydantic import ValidationError
 
 from service.app import StartupError, build_registry, create_app
-from service.logs import logging_config
-from service.reloading import SUPERVISOR_PID_ENV
-from service.server import serve
+from service.catalog.reloading import SUPERVISOR_PID_ENV
+from service.runtime.logs import logging_config
+from service.runtime.server import serve
 from service.settings import Settings
 
 log = logging.getLogger("digitae")

@@ -19,20 +19,24 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from service.api import FIELDS_BY_PATH, admin, ops, v1
-from service.body_limit import BodyLimitMiddleware
-from service.deps import Service
-from service.docs import add_request_schemas, document_deployment, document_fields
-from service.draining import Drain
-from service.errors import install_error_handlers
-from service.explorer import install_explorer
-from service.in_flight import InFlight, InFlightMiddleware
-from service.inference import InferenceEngine
-from service.observability import MODEL_HEADERS, RequestContextMiddleware, observe_batch, observe_model_change
-from service.registry import Registry, StartupError, load_registry
-from service.reloading import Reloader, start_reloading
-from service.security import require_admin_key, require_api_key
-from service.server import handle_sighup
+from service.api import generation, inference, models
+from service.api.admin import admin
+from service.api.declarations import FIELDS_BY_PATH
+from service.api.deps import Service
+from service.api.errors import install_error_handlers
+from service.api.explorer import install_explorer
+from service.api.openapi import add_request_schemas, document_deployment, document_fields
+from service.api.operations import ops
+from service.api.security import require_admin_key, require_api_key
+from service.catalog.registry import Registry, StartupError, load_registry
+from service.catalog.reloading import Reloader, start_reloading
+from service.engine.inference import InferenceEngine
+from service.middleware.body_limit import BodyLimitMiddleware
+from service.middleware.in_flight import InFlight, InFlightMiddleware
+from service.middleware.request_context import MODEL_HEADERS, RequestContextMiddleware
+from service.runtime.draining import Drain
+from service.runtime.metrics import observe_batch, observe_model_change
+from service.runtime.server import handle_sighup
 from service.settings import Settings
 
 log = logging.getLogger("digitae")
@@ -120,7 +124,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.admin_key = (settings.admin_key or "").encode()
     install_error_handlers(app)
     # Only a keyed service checks keys (and says so in its OpenAPI); an open one skips the work.
-    app.include_router(v1, dependencies=[Depends(require_api_key)] if settings.api_keys else None)
+    for routes in (models.v1, inference.v1, generation.v1):
+        app.include_router(routes, dependencies=[Depends(require_api_key)] if settings.api_keys else None)
     app.include_router(ops)
     install_explorer(app)
     if settings.admin_key:  # no key, no admin routes at all (404)

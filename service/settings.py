@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         default_factory=list, description="origins allowed by CORS; empty = no CORS headers"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="logging level")
-    # -- operations: live reload and stopping (service/reloading.py, service/draining.py) --
+    # -- operations: live reload and stopping (service/catalog/reloading.py, service/runtime/draining.py) --
     reload_interval_s: float = Field(
         10.0, ge=0, le=86400, description="how often each worker looks for new, changed or removed checkpoints; 0 = off"
     )

@@ -5,9 +5,10 @@ Layout: tests/ mirrors the code. Put a new test file in the folder of the code i
 
     tests/models/            models/: networks, losses, corruptions, the checkpoint format, the device rule
     tests/training/          training/: data loaders, the loop and resume, the CLI, the report
-    tests/service/unit/      service/ modules called directly: settings, imaging, batching, registry, render
-    tests/service/http/      the API over HTTP: in-process (TestClient, test_app.py) or against the `server` fixture
-    tests/service/process/   `python -m service` as a process: startup, bad checkpoints, workers, signals, soak
+    tests/service/           service/ by layer, each folder beside its code: api/, codec/, engine/, catalog/,
+                             middleware/, runtime/ (and the top: settings, app, startup). In-process where no
+                             socket or signal is needed (TestClient); a real `python -m service` (the `server`
+                             fixture, `start_server`) for bounds, signals, draining, reloads, the balancer, the browser
     tests/delivery/          how digitae is shipped: Dockerfile, compose, install script, Makefile, CI, lint
     tests/support/           helpers, never tests: `from tests.support import build_checkpoints, ServerProcess,
                              png_bytes, b64, decode_png, example_digit, assert_error, ...` (the package's

@@ -11,7 +11,7 @@ import yaml
 
 from tests.support import REPO_ROOT
 
-CHECKS = ["ruff format --check", "ruff check", "mypy"]
+CHECKS = ["ruff format --check", "ruff check", "mypy", "lint-imports"]
 
 
 def make_lint_commands() -> list[str]:
@@ -46,7 +46,7 @@ def test_pre_commit_runs_the_same_checks_with_the_environments_tools_offline() -
 def test_the_lint_tools_are_pinned_exactly() -> None:
     dev = pyproject()["project"]["optional-dependencies"]["dev"]
     pinned = {re.split(r"[=<>~!]", spec, maxsplit=1)[0]: spec for spec in dev}
-    for tool in ("ruff", "mypy", "pre-commit", "types-psutil", "types-PyYAML", "types-tqdm"):
+    for tool in ("ruff", "mypy", "import-linter", "pre-commit", "types-psutil", "types-PyYAML", "types-tqdm"):
         assert re.fullmatch(rf"{re.escape(tool)}==[\w.]+", pinned[tool]), pinned.get(tool)
 
 

@@ -1,4 +1,4 @@
-"""Shared by the attack tests (tests/service/process/test_bounds_*.py): what an attack costs the server,
+"""Shared by the attack tests (tests/service/*/test_bounds_*.py): what an attack costs the server,
 measured from outside.
 
 `HealthProbe` times GET /healthz in a loop while an attack runs (the event loop's responsiveness, as a container

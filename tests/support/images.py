@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from service.examples import EXAMPLE_DIGIT_PNG_BASE64
+from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64
 
 
 def example_digit() -> np.ndarray:

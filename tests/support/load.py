@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
-from service.examples import EXAMPLE_DIGIT_PNG_BASE64
+from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64
 from tests.support.images import example_digit, shifted_digits
 
 # A mix of what users send, one image per request: every request runs a forward pass.

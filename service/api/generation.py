@@ -1,0 +1,121 @@
+"""The generation routes: samples around a centroid, and straight paths through the latent space."""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.api import openapi as docs
+from service.api.bulk import checked_array_field
+from service.api.declarations import BODY_ERRORS
+from service.api.deps import (
+    image_call_parameters,
+    image_model_call,
+)
+from service.api.errors import error_responses
+from service.codec.arrays import (
+    npy_response,
+)
+from service.codec.errors import ApiError
+from service.codec.inputs import ImageSource, load_images, read_json
+from service.codec.render import (
+    INTERPOLATE_FIELDS,
+    SAMPLE_FIELDS,
+    json_response,
+)
+from service.codec.schemas import (
+    InterpolateRequest,
+    InterpolateResult,
+    SampleRequest,
+    SampleResult,
+)
+from service.engine.inference import (
+    path_ends,
+    sample_latents,
+    straight_path,
+)
+
+v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
+
+
+@v1.post(
+    "/models/{name}/sample",
+    tags=["generation"],
+    summary="Draw new digits around a centroid",
+    description="`n` latents drawn from N(centroid of `digit`, `sigma`² I), decoded into `images` (the report's "
+    "sampling experiment: the larger sigma, the further from the digit). A VAE without `digit` samples its prior "
+    "N(0, I) (sigma unused). The same `seed` gives the same images; it is drawn when absent and echoed back.",
+    response_model=SampleResult,
+    responses={
+        **docs.ok_response(
+            docs.SAMPLE_RESPONSE,
+            png="all samples in one grid (rows of 10).",
+            npy="`images` (n x 28 x 28 float32, the default) or `latents`, chosen by `fields`.",
+        ),
+        **error_responses(*BODY_ERRORS),
+    },
+    openapi_extra=docs.request_body(SampleRequest, docs.SAMPLE_EXAMPLES) | image_call_parameters(),
+)
+async def sample(request: Request) -> Response:
+    call = image_model_call(request)
+    body = await read_json(request, SampleRequest, call.validation_context)
+    model, output = call.model, call.output
+    if body.digit is None and model.kind != "vae":
+        raise ApiError(422, f"digit: required for {model.name}, an auto-encoder without a prior; give a digit 0-9")
+    seed = body.seed if body.seed is not None else secrets.randbits(63)
+    latents = sample_latents(model, body.digit, body.sigma, body.n, seed)
+    if output.npy:
+        field = checked_array_field(call, ("images", "latents"), SAMPLE_FIELDS)
+        images = await call.engine.decode(model, list(latents)) if field == "images" else []
+        return npy_response(np.stack(images) if field == "images" else latents, {"X-Array-Field": field})
+    want = output.fields(SAMPLE_FIELDS) if not output.png else frozenset(("images",))
+    images = await call.engine.decode(model, list(latents)) if "images" in want else []
+    if output.png:
+        return output.png_response(images)
+    answer = {"images": [output.b64(image) for image in images], "latents": latents.tolist(), "digit": body.digit,
+              "sigma": body.sigma, "seed": seed}  # fmt: skip
+    return json_response({k: v for k, v in answer.items() if k in want} if output.fields_text else answer)
+
+
+@v1.post(
+    "/models/{name}/interpolate",
+    tags=["generation"],
+    summary="Walk the straight line between two points of the latent space",
+    description="`from` and `to` are each a `digit` (its centroid), a `latent`, or an image (`image` base64, or "
+    "`pixels` with `scale`; encoded first). The answer has `steps` `images` decoded at evenly spaced points, ends "
+    "included, with their `latents` and position `t` (the report's Figs. 5 and 7 as a request).",
+    response_model=InterpolateResult,
+    responses={
+        **docs.ok_response(
+            docs.INTERPOLATE_RESPONSE,
+            png="the images in one row.",
+            npy="`images` (steps x 28 x 28 float32, the default), `latents` or `t`, chosen by `fields`.",
+        ),
+        **error_responses(*BODY_ERRORS),
+    },
+    openapi_extra=docs.request_body(InterpolateRequest, docs.INTERPOLATE_EXAMPLES) | image_call_parameters(),
+)
+async def interpolate(request: Request) -> Response:
+    call = image_model_call(request)
+    body = await read_json(request, InterpolateRequest, call.validation_context)
+    output, model = call.output, call.model
+    ends = {"from": body.start, "to": body.end}
+    given = {name: ImageSource.of(end) for name, end in ends.items() if end.is_image}
+    images = await load_images(list(given.values()), call.settings, list(given))
+    start, end = await path_ends(call.engine, model, ends, dict(zip(given, images, strict=True)))
+    t, latents = straight_path(start, end, body.steps)
+    if output.npy:
+        field = checked_array_field(call, INTERPOLATE_FIELDS, INTERPOLATE_FIELDS)
+        arrays = {"latents": latents, "t": t}
+        if field == "images":
+            arrays["images"] = np.stack(await call.engine.decode(model, list(latents)))
+        return npy_response(arrays[field], {"X-Array-Field": field})
+    want = output.fields(INTERPOLATE_FIELDS) if not output.png else frozenset(("images",))
+    path = await call.engine.decode(model, list(latents)) if "images" in want else []
+    if output.png:
+        return output.png_response(path, columns=len(path))
+    answer = {"images": [output.b64(image) for image in path], "latents": latents.tolist(), "t": t.tolist()}
+    return json_response({k: v for k, v in answer.items() if k in want} if output.fields_text else answer)

@@ -1,0 +1,109 @@
+"""The model routes: list, describe, and the atlas of held-out codes (the explorer's map)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.api import openapi as docs
+from service.api.declarations import BODY_ERRORS, READ_ERRORS
+from service.api.deps import (
+    Fields,
+    JsonModelCall,
+    JsonServiceDep,
+    served_judge,
+)
+from service.api.errors import error_responses
+from service.codec.errors import ApiError
+from service.codec.inputs import batch_names, load_images, read_image_request
+from service.codec.render import (
+    CLASSIFY_FIELDS,
+    json_response,
+    model_detail,
+    model_summary,
+    selected_fields,
+    verdict_view,
+)
+from service.codec.schemas import (
+    Atlas,
+    ClassifyBatchResult,
+    ClassifyRequest,
+    ClassifyResult,
+    ModelDetail,
+    ModelSummary,
+)
+
+v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
+
+
+@v1.get(
+    "/models",
+    tags=["models"],
+    summary="List the models",
+    description="Every auto-encoder being served: its `name` (use it in the other routes), `version` (what "
+    "`X-Model-Version` names in every answer), `trained_at`, `kind` (`ae` or `vae`), `latent_dim` and the metrics "
+    "from its model card. The digit classifier that judged the experiments is served by `POST /v1/classify`, not "
+    "as a model, so it is not listed.",
+    response_model=list[ModelSummary],
+    responses=error_responses(401, 406),
+)
+async def list_models(service: JsonServiceDep) -> Response:
+    return json_response([model_summary(m) for m in service.registry.models.values()])
+
+
+@v1.get(
+    "/models/{name}",
+    tags=["models"],
+    summary="Describe one model",
+    description="The model's summary plus its per-digit `centroids` (digit -> mean latent vector, what "
+    "`nearest_digit` and `/sample` use), the `spread` around them, and its whole model card.",
+    response_model=ModelDetail,
+    responses=error_responses(*READ_ERRORS),
+)
+async def describe_model(call: JsonModelCall) -> Response:
+    return json_response(model_detail(call.model))
+
+
+@v1.get(
+    "/models/{name}/atlas",
+    tags=["models"],
+    summary="The held-out digits' codes (the explorer's map)",
+    description="Where real digits the model never trained on land in its latent space: `labels` (each point's "
+    "true digit) and `codes` (its latent vector; a VAE's posterior mean mu), 200 of each digit, and the `source` of "
+    "the digits (the real MNIST test set when training had it, else the held-out validation and test parts of the "
+    "training data). Written by training into the checkpoint (atlas.json, covered by the card's sha256); "
+    "`python -m training atlas` adds it to an older checkpoint. 404 when the checkpoint has none.",
+    response_model=Atlas,
+    responses=error_responses(*READ_ERRORS),
+)
+async def model_atlas(call: JsonModelCall) -> Response:
+    if call.model.atlas is None:
+        raise ApiError(
+            404,
+            f"{call.model.name} has no atlas (its checkpoint predates atlas.json): "
+            "run 'python -m training atlas <checkpoints folder>' to add one without retraining",
+        )
+    return json_response(call.model.atlas)
+
+
+@v1.post(
+    "/classify",
+    tags=["inference"],
+    summary="Name the digit in an image",
+    description="The digit classifier that judges the report's experiments: one image -> the `digit` it sees, its "
+    "`confidence` and all ten `probabilities`. Use it on decoded or sampled images to ask whether a point of the "
+    "latent space looks like a digit. The same inputs as `/encode` (JSON `image` or `pixels`, a multipart `file`, "
+    "or a batch `images` answered with `results`); `fields` trims the answer. 404 when no classifier checkpoint is "
+    "served.",
+    response_model=ClassifyResult | ClassifyBatchResult,
+    responses={**docs.ok_response(docs.CLASSIFY_RESPONSE), **error_responses(*BODY_ERRORS)},
+    openapi_extra=docs.request_body(ClassifyRequest, docs.ENCODE_EXAMPLES, form_fields={}),
+)
+async def classify(request: Request, service: JsonServiceDep, fields: Fields = None) -> Response:
+    judge = served_judge(service)
+    want = selected_fields(fields, CLASSIFY_FIELDS) if fields is not None else frozenset(CLASSIFY_FIELDS)
+    context = {"settings": service.settings}
+    body, sources = await read_image_request(request, ClassifyRequest, context)
+    images = await load_images(sources, service.settings, batch_names(len(sources), body.is_batch))
+    views = [verdict_view(v, want) for v in await service.engine.classify(judge, images)]
+    return json_response({"results": views} if body.is_batch else views[0])

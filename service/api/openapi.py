@@ -1,0 +1,248 @@
+"""OpenAPI for the request bodies the routes read themselves (JSON or multipart), with examples that
+work as they are in /docs ("Try it out"): a real MNIST digit as base64, and another as pixels.
+
+The routes parse their bodies by hand (one route takes JSON or an upload, with caps checked while
+reading), so FastAPI cannot see the body models; `request_body` documents them and
+`add_request_schemas` puts their schemas into the components.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
+from service.codec.schemas import (
+    ClassifyRequest,
+    DecodeRequest,
+    EncodeRequest,
+    InterpolateRequest,
+    ReconstructRequest,
+    SampleRequest,
+)
+from service.settings import Settings
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    EncodeRequest,
+    ReconstructRequest,
+    DecodeRequest,
+    SampleRequest,
+    InterpolateRequest,
+    ClassifyRequest,
+)
+_REF = "#/components/schemas/{model}"
+
+IMAGE = {"image": EXAMPLE_DIGIT_PNG_BASE64}
+PIXELS = {"pixels": EXAMPLE_PIXELS, "scale": "0-255"}
+TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA..."
+
+
+def _examples(**examples: tuple[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: {"summary": summary, "value": value} for name, (summary, value) in examples.items()}
+
+
+ENCODE_EXAMPLES = _examples(
+    image=("a digit image (PNG, base64)", IMAGE),
+    pixels=("a digit as 28x28 pixels, 0-255", PIXELS),
+    batch=("a batch: answered with `results`", {"images": [IMAGE, PIXELS]}),
+)
+RECONSTRUCT_EXAMPLES = _examples(
+    image=("a digit image (PNG, base64)", IMAGE),
+    pixels=("a digit as 28x28 pixels, 0-255", PIXELS),
+    noise=("with gaussian noise, reproducible", {**IMAGE, "corruption": {"noise": {"mean": 0, "std": 0.5}, "seed": 7}}),
+    occlusion=(
+        "with a random occlusion covering 10-30% of the image",
+        {**PIXELS, "corruption": {"occlusion": {"area": [0.1, 0.3], "aspect": [0.5, 2.0], "fill": 0}, "seed": 3}},
+    ),
+    rectangle=(
+        "with an explicit occluding rectangle",
+        {**IMAGE, "corruption": {"occlusion": {"rectangle": {"top": 4, "left": 4, "height": 10, "width": 20}}}},
+    ),
+    batch=("a batch: answered with `results`", {"images": [IMAGE, PIXELS]}),
+)
+DECODE_EXAMPLES = _examples(
+    latent6=("a latent for a 6-dimensional model (ae-6, vae-6)", {"latent": [0.5, -0.3, 1.2, 0.0, -0.8, 0.4]}),
+    latent2=("a latent for a 2-dimensional model (ae-2, vae-2)", {"latent": [0.5, -0.3]}),
+    batch2=("a batch for a 2-dimensional model", {"latents": [[0.0, 0.0], [1.0, -1.0], [-1.5, 0.5]]}),
+)
+SAMPLE_EXAMPLES = _examples(
+    digit=("8 samples around the centroid of 3", {"digit": 3, "sigma": 0.5, "n": 8, "seed": 0}),
+    far=("straying far from the centroid", {"digit": 3, "sigma": 5.0, "n": 8, "seed": 0}),
+    prior=("a VAE's prior N(0, I) (VAE models only)", {"n": 8, "seed": 1}),
+)
+INTERPOLATE_EXAMPLES = _examples(
+    digits=("from the centroid of 1 to the centroid of 7", {"from": {"digit": 1}, "to": {"digit": 7}, "steps": 10}),
+    images=("from an image to another", {"from": IMAGE, "to": PIXELS, "steps": 8}),
+    mixed=("from a digit's centroid to an image", {"from": {"digit": 0}, "to": IMAGE, "steps": 6}),
+)
+
+
+RAW_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+NPY_IMAGES = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "a .npy file (numpy.save) of N x 28 x 28 images, uint8 (0-255) or float32 (0-1), already laid out "
+    "like MNIST (used as given, like `pixels`); N up to max_bulk. Answered in chunks, streamed: JSON `results`, or "
+    "with `Accept: application/x-npy` one array (see `fields`).",
+}
+NPY_LATENTS = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "a .npy file of N x latent_dim float32 latents; N up to max_bulk. Answered in chunks, streamed.",
+}
+
+
+def request_body(
+    model: type[BaseModel],
+    examples: dict[str, Any],
+    form_fields: dict[str, str] | None = None,
+    *,
+    raw_images: bool = False,
+    npy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`openapi_extra` for a route reading `model` as JSON, (with `form_fields`) a multipart upload, (with
+    `raw_images`) the image itself as the body, and (with `npy`) a .npy array."""
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}, "examples": examples}
+    }
+    if form_fields is not None:
+        properties: dict[str, Any] = {
+            "file": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "the image file: PNG, JPEG, BMP, GIF or WebP, any size and mode",
+            },
+        }
+        for name, description in form_fields.items():
+            properties[name] = {"type": "string", "description": description}
+        content["multipart/form-data"] = {
+            "schema": {"type": "object", "properties": properties, "required": ["file"], "additionalProperties": False},
+        }
+    if raw_images:
+        for kind in ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp"):
+            content[kind] = RAW_IMAGE
+    if npy is not None:
+        content["application/x-npy"] = npy
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def document_fields(openapi: dict[str, Any], fields_by_path: dict[str, tuple[str, ...]]) -> None:
+    """Name each operation's valid `fields` in its parameter, and let its JSON answer be trimmed: beside each
+    result schema, the same schema with no field required (`...Fields`), which is what `fields` answers."""
+    schemas = openapi["components"]["schemas"]
+    for path, valid in fields_by_path.items():
+        for operation in openapi["paths"].get(path, {}).values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "fields":
+                    parameter["description"] += f" This answer's fields: {', '.join(valid)}."
+                    parameter["example"] = ",".join(valid[:2])
+            json_answer = operation["responses"]["200"]["content"]["application/json"]
+            answer = json_answer["schema"]
+            branches = answer.pop("anyOf", None) or [dict(answer)]
+            answer.clear()
+            answer["anyOf"] = branches + [_trimmed(schemas, branch) for branch in branches]
+
+
+def _trimmed(schemas: dict[str, Any], schema: Any) -> Any:
+    """`schema` with every result model (`...Result`) it refers to replaced by its copy without `required`."""
+    if isinstance(schema, list):
+        return [_trimmed(schemas, item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref", "")
+    name = ref.rsplit("/", 1)[-1]
+    if name.endswith("Result"):
+        trimmed = f"{name}Fields"
+        if trimmed not in schemas:
+            copy = {key: _trimmed(schemas, value) for key, value in schemas[name].items() if key != "required"}
+            copy["title"] = trimmed
+            copy["description"] = f"{name} trimmed by `fields`: only the fields named."
+            schemas[trimmed] = copy
+        return {**schema, "$ref": _REF.format(model=trimmed)}
+    return {key: _trimmed(schemas, value) for key, value in schema.items()}
+
+
+def add_request_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Put the request models' JSON schemas (and the models they use) into `components.schemas`."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for model in REQUEST_MODELS:
+        schema = model.model_json_schema(ref_template=_REF, mode="validation")
+        for name, definition in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+            if name in schemas and schemas[name] != definition:
+                raise RuntimeError(f"two different OpenAPI schemas are named {name!r}")
+            schemas[name] = definition
+    return openapi
+
+
+def document_deployment(openapi: dict[str, Any], settings: Settings, model_names: list[str] | None) -> None:
+    """Write this deployment's caps (and, once loaded, its model names) into the schema, so what it documents
+    is exactly what it accepts."""
+    schemas = openapi["components"]["schemas"]
+    schemas["SampleRequest"]["properties"]["n"]["maximum"] = settings.max_samples
+    schemas["SampleRequest"]["properties"]["sigma"]["maximum"] = settings.max_sigma
+    schemas["InterpolateRequest"]["properties"]["steps"]["maximum"] = settings.max_interpolation_steps
+    for model, field in (
+        ("EncodeRequest", "images"),
+        ("ReconstructRequest", "images"),
+        ("DecodeRequest", "latents"),
+        ("ClassifyRequest", "images"),
+    ):
+        for branch in schemas[model]["properties"][field]["anyOf"]:
+            if branch.get("type") == "array":
+                branch["maxItems"] = settings.max_batch
+    for operations in openapi["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "upscale":
+                    parameter["schema"]["maximum"] = settings.max_upscale
+                if parameter["name"] == "name" and parameter["in"] == "path" and model_names:
+                    parameter["schema"]["enum"] = model_names
+
+
+# -- response examples -------------------------------------------------------------------------------
+
+ENCODE_RESPONSE = {
+    "latent": [0.84, -1.92],
+    "logvar": [-3.1, -2.8],
+    "nearest_digit": 2,
+    "centroid_distances": [2.1, 3.4, 0.3, 1.9, 2.7, 1.5, 2.2, 3.0, 1.1, 2.5],
+}
+RECONSTRUCT_RESPONSE = {
+    "image": TINY_PNG,
+    "input": TINY_PNG,
+    "latent": [0.84, -1.92],
+    "logvar": [-3.1, -2.8],
+    "nearest_digit": 2,
+    "loss": {"mse": 0.021, "bce": 0.094, "kl": 6.2, "elbo": -79.9},
+    "corruption": {"seed": 7, "noise": {"mean": 0.0, "std": 0.5}, "occlusion": None},
+}
+DECODE_RESPONSE = {"image": TINY_PNG}
+CLASSIFY_RESPONSE = {
+    "digit": 2,
+    "confidence": 0.97,
+    "probabilities": [0.001, 0.002, 0.97, 0.01, 0.001, 0.002, 0.001, 0.009, 0.003, 0.001],
+}
+SAMPLE_RESPONSE = {
+    "images": [TINY_PNG, TINY_PNG],
+    "latents": [[0.8, -1.9], [0.7, -2.1]],
+    "digit": 3,
+    "sigma": 0.5,
+    "seed": 0,
+}
+INTERPOLATE_RESPONSE = {
+    "images": [TINY_PNG, TINY_PNG, TINY_PNG],
+    "latents": [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]],
+    "t": [0.0, 0.5, 1.0],
+}
+
+
+def ok_response(example: Any, *, png: str | None = None, npy: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's example, and (`png`, `npy`) the image/png and application/x-npy alternatives it offers."""
+    content: dict[str, Any] = {"application/json": {"example": example}}
+    description = "The result as JSON; images are base64 PNG strings. `fields` trims it to the fields named."
+    if png is not None:
+        content["image/png"] = {"schema": {"type": "string", "contentMediaType": "image/png"}}
+        description += f" With `Accept: image/png`: {png}"
+    if npy is not None:
+        content["application/x-npy"] = {"schema": {"type": "string", "format": "binary"}}
+        description += f" With `Accept: application/x-npy`: {npy}"
+    return {200: {"description": description, "content": content}}

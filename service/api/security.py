@@ -1,0 +1,56 @@
+"""Optional API keys: with DIGITAE_API_KEYS set, every /v1 route needs `Authorization: Bearer <key>`; the admin
+routes (only with DIGITAE_ADMIN_KEY set) need that key."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.codec.errors import ApiError
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="Needed only when the service is started with DIGITAE_API_KEYS; paste one of the keys.",
+)
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def key_matches(given: str, keys: list[bytes]) -> bool:
+    """Compare with every key (UTF-8 bytes) in constant time, without stopping at a match (no timing hint).
+
+    HTTP headers are bytes, which the server hands over decoded as Latin-1: encoding back to Latin-1 gives
+    the bytes the client sent, so a key outside ASCII matches when sent as UTF-8 (as curl and browsers do)."""
+    try:
+        candidate = given.encode("latin-1")
+    except UnicodeEncodeError:  # not from a header (a direct call): it is text already
+        candidate = given.encode("utf-8", "surrogateescape")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key)
+    return matched
+
+
+async def require_api_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> None:
+    keys: list[bytes] = request.app.state.api_keys
+    if not keys:
+        return
+    if credentials is None:
+        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", headers=CHALLENGE)
+    if not key_matches(credentials.credentials, keys):
+        raise ApiError(401, "wrong API key", headers=CHALLENGE)
+
+
+async def require_admin_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> None:
+    """The admin routes exist only with DIGITAE_ADMIN_KEY set; they take that key, not an API key."""
+    key: bytes = request.app.state.admin_key
+    if credentials is None:
+        raise ApiError(401, "missing admin key: send 'Authorization: Bearer <DIGITAE_ADMIN_KEY>'", headers=CHALLENGE)
+    if not key_matches(credentials.credentials, [key]):
+        raise ApiError(401, "wrong admin key", headers=CHALLENGE)

@@ -1,0 +1,1 @@
+"""The models being served: the checkpoints loaded and verified, and reloaded when they change."""

@@ -1,0 +1,63 @@
+"""The cap on request bodies: `BodyLimitMiddleware` refuses a body over its cap with 413, from
+`Content-Length` before reading anything, or as soon as the streamed bytes pass the cap, so no route
+ever holds more than the cap in memory. A bulk `.npy` body (application/x-npy) has its own, larger cap."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.codec.errors import ApiError, send_error
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int, npy_max_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.npy_max_bytes = npy_max_bytes if npy_max_bytes is not None else max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared, is_npy = _content_length_and_npy(scope)
+        cap = self.npy_max_bytes if is_npy else self.max_bytes
+        if declared is not None and declared > cap:
+            request_id = scope.get("state", {}).get("request_id")
+            await send_error(send, 413, self._message(declared, cap, is_npy), request_id, close=True)
+            return
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    raise ApiError(413, self._message(None, cap, is_npy))
+            return message
+
+        await self.app(scope, capped_receive, send)
+
+    @staticmethod
+    def _message(declared: int | None, cap: int, is_npy: bool) -> str:
+        size = f"{declared:,} bytes" if declared is not None else f"over {cap:,} bytes"
+        setting = "a .npy body by DIGITAE_MAX_BULK rows" if is_npy else "images by DIGITAE_MAX_UPLOAD_BYTES"
+        return f"the request body is {size}; the limit is {cap:,} bytes ({setting})"
+
+
+def _content_length_and_npy(scope: Scope) -> tuple[int | None, bool]:
+    """The declared body size (None when absent or unreadable), and whether the body is a .npy array."""
+    length: int | None = None
+    is_npy = False
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = None
+        elif name == b"content-type":
+            is_npy = value.split(b";", 1)[0].strip().lower() == NPY_TYPE
+    return length, is_npy
+
+
+NPY_TYPE = b"application/x-npy"

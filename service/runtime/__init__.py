@@ -1,0 +1,1 @@
+"""The process: the bounded HTTP server and its signals, draining, the log writer, the metrics."""
