@@ -40,8 +40,8 @@ $(DEV_STAMP): $(INSTALL_INPUTS)
 run: $(RUN_STAMP)  ## serve the committed checkpoints on 127.0.0.1:8000 (settings: DIGITAE_* variables)
 	$(BIN)/python -m service
 
-test: lint $(CHECKOV)  ## lint, then the test suite (without the long soak)
-	$(BIN)/python -m pytest
+test: lint $(CHECKOV)  ## lint, then the test suite (without the long soak), with its coverage of the product
+	$(BIN)/python -m pytest --cov --cov-report=term
 
 # The same four checks run before each commit once `$(BIN)/pre-commit install` is done (.pre-commit-config.yaml).
 lint: $(DEV_STAMP)  ## formatting (ruff format), lint rules (ruff check), types (mypy), the layers (lint-imports)

@@ -31,7 +31,10 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
+from service.app import create_app
+from service.settings import Settings
 from tests.support import REPO_ROOT, ServerProcess, StartServer, build_checkpoints
 from training.data import Digits, load_digits
 
@@ -95,10 +98,27 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    """An HTTP client on the module's `server`."""
+def server_client(server: ServerProcess) -> Iterator[httpx.Client]:
+    """An HTTP client on the module's real `server` (a module whose `client` is in process asks for this one)."""
     with httpx.Client(base_url=server.url, timeout=60) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def client(server_client: httpx.Client) -> httpx.Client:
+    """An HTTP client on the module's `server`, unless the module overrides it with `app_client`."""
+    return server_client
+
+
+@pytest.fixture(scope="module")
+def app_client(request: pytest.FixtureRequest, served_models: Path) -> Iterator[TestClient]:
+    """The module's app in this process (FastAPI's TestClient: no socket, no process), with the settings of its
+    `server_settings` mark: for HTTP behaviour that needs no real connection, signal or worker."""
+    mark = request.node.get_closest_marker("server_settings")
+    settings = dict(mark.kwargs) if mark is not None else {}
+    assert "env" not in settings, "environment variables need a real server process: use `server`"
+    with TestClient(create_app(Settings(models_dir=served_models, **settings))) as in_process:
+        yield in_process
 
 
 @pytest.fixture

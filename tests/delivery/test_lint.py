@@ -1,12 +1,17 @@
-"""`make lint` (and so CI) and pre-commit run the same checks, with the tools pinned exactly, and the type checker is
-strict where the product lives."""
+"""`make lint` (and so CI) and pre-commit run the same checks, with the tools pinned exactly, the type checker is
+strict where the product lives, and the layer contracts catch an import that runs the wrong way."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support import REPO_ROOT
@@ -56,3 +61,36 @@ def test_mypy_flags_needless_ignores_everywhere_and_untyped_code_in_the_product(
     assert set(mypy["files"]) >= {"models", "service", "training", "tests"}
     strict = [o for o in mypy["overrides"] if o.get("disallow_untyped_defs")]
     assert {m for o in strict for m in o["module"]} >= {"models.*", "service.*", "training.*"}
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """lint-imports over `root` (a copy of the packages and pyproject.toml), as `make lint` runs it."""
+    tool = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(tool), "--no-cache", "--no-logo"], cwd=root, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("module", "wrong_import", "contract"),
+    [
+        ("service/engine/batching.py", "import service.api.deps", "the folders are layers"),
+        ("service/runtime/logs.py", "import service.engine.inference", "the folders are layers"),
+        ("service/codec/render.py", "import training.findings", "service never imports training"),
+        ("models/losses.py", "import service.settings", "models is the foundation"),
+    ],
+)
+def test_the_layer_contracts_catch_an_import_that_runs_the_wrong_way(
+    tmp_path: Path, module: str, wrong_import: str, contract: str
+) -> None:
+    for package in ("service", "training", "models"):
+        shutil.copytree(REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("static", "checkpoints"))
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path)
+    clean = _lint_imports(tmp_path)
+    assert clean.returncode == 0, f"today's tree keeps every contract:\n{clean.stdout}{clean.stderr}"
+    planted = tmp_path / module
+    planted.write_text(planted.read_text() + f"\n{wrong_import}  # planted by the test\n")
+    broken = _lint_imports(tmp_path)
+    assert broken.returncode != 0, f"lint-imports should refuse {wrong_import} in {module}:\n{broken.stdout}"
+    assert f"{contract}" in broken.stdout and "BROKEN" in broken.stdout, broken.stdout

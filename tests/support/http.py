@@ -8,10 +8,12 @@ import httpx
 
 
 def assert_error(
-    response: httpx.Response, status: int, *, code: str | None = None, says: str = "", max_bytes: int | None = None
+    response: httpx.Response, status: int, *, says: str, code: str | None = None, max_bytes: int | None = None
 ) -> dict[str, Any]:
     """The one error shape: the exact status, JSON, the four fields, the `code` (when given), a message that
-    contains `says`, the request's id, and (with `max_bytes`) a body under that size. Returns the error object."""
+    contains `says` (always given: every error a test provokes states what it must tell the person), the request's
+    id, and (with `max_bytes`) a body under that size. Returns the error object."""
+    assert says, "assert_error needs the words the message must contain"
     assert response.status_code == status, response.text[:500]
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
@@ -338,10 +339,17 @@ def test_accept_png_answers_with_the_image_itself(client: httpx.Client) -> None:
 
 def test_content_negotiation_errors(client: httpx.Client) -> None:
     png = {"accept": "image/png"}
-    assert_error(client.post("/v1/models/ae-6/encode", json=IMAGE, headers=png), 406, code="not_acceptable")
-    assert_error(client.get("/v1/models", headers=png), 406)
     assert_error(
-        client.post("/v1/models/ae-6/decode", json={"latent": [0.0] * 6}, headers={"accept": "text/html"}), 406
+        client.post("/v1/models/ae-6/encode", json=IMAGE, headers=png),
+        406,
+        code="not_acceptable",
+        says="answers application/json or application/x-npy",
+    )
+    assert_error(client.get("/v1/models", headers=png), 406, says="answers application/json only")
+    assert_error(
+        client.post("/v1/models/ae-6/decode", json={"latent": [0.0] * 6}, headers={"accept": "text/html"}),
+        406,
+        says="asked for text/html",
     )
     wildcard = client.post("/v1/models/ae-6/decode", json={"latent": [0.0] * 6}, headers={"accept": "*/*"})
     assert wildcard.headers["content-type"] == "application/json"
@@ -368,10 +376,14 @@ def test_unknown_models_and_routes(client: httpx.Client) -> None:
     for path in ("/v1/models/..%2F..%2Fetc%2Fpasswd/decode", "/v1/models/../../etc/passwd", "/v1/nothing"):
         assert client.get(path).status_code == 404
     assert client.get("/v1/models/ae-6%00.json").status_code in (404, 422)
-    assert_error(client.get("/v1/models/" + "a" * 70), 422)
+    assert_error(client.get("/v1/models/" + "a" * 70), 422, says="at most 64 characters")
     assert_error(client.get("/v1/models/classifier"), 404, says="unknown model")
-    assert_error(client.delete("/v1/models"), 405, code="method_not_allowed")
-    assert_error(client.get("/v1/models/ae-6/encode"), 405)
+    assert_error(
+        client.delete("/v1/models"), 405, code="method_not_allowed", says="DELETE is not allowed on /v1/models; use GET"
+    )
+    assert_error(
+        client.get("/v1/models/ae-6/encode"), 405, says="GET is not allowed on /v1/models/ae-6/encode; use POST"
+    )
 
 
 @pytest.mark.parametrize(
@@ -444,16 +456,20 @@ def test_bodies_that_are_not_what_a_route_reads(client: httpx.Client) -> None:
     assert_error(
         client.post(url, content=b"{not json", headers={"content-type": "application/json"}), 422, says="not valid JSON"
     )
-    assert_error(client.post(url, json=[1, 2, 3]), 422)
-    assert_error(client.post(url, json="a string"), 422)
+    assert_error(client.post(url, json=[1, 2, 3]), 422, says="Input should be an object")
+    assert_error(client.post(url, json="a string"), 422, says="Input should be an object")
     assert_error(
         client.post(url, content=b'{"image": "x"}', headers={"content-type": "text/plain"}),
         415,
         code="unsupported_media_type",
         says="application/json",
     )
-    assert_error(client.post(url, content=b'{"image": "x"}'), 415)  # no content type at all
-    assert_error(client.post("/v1/models/ae-6/decode", files={"file": ("d.png", DIGIT_PNG)}), 415)
+    assert_error(
+        client.post(url, content=b'{"image": "x"}'), 415, says="send 'Content-Type: application/json'"
+    )  # no content type at all
+    assert_error(
+        client.post("/v1/models/ae-6/decode", files={"file": ("d.png", DIGIT_PNG)}), 415, says="send a JSON body"
+    )
     assert_error(client.post(url, json={"pixels": EXAMPLE_PIXELS}), 422, says="scale")
     assert_error(
         client.post(url, json={"image": EXAMPLE_DIGIT_PNG_BASE64, "pixels": EXAMPLE_PIXELS, "scale": "0-255"}),
@@ -472,7 +488,11 @@ def test_bodies_that_are_not_what_a_route_reads(client: httpx.Client) -> None:
     nested = {"image": {"image": {"image": EXAMPLE_DIGIT_PNG_BASE64}}}
     assert_error(client.post(url, json=nested), 422, says="image")
     deep = "[" * 5000 + "]" * 5000
-    assert_error(client.post(url, content=deep.encode(), headers={"content-type": "application/json"}), 422)
+    assert_error(
+        client.post(url, content=deep.encode(), headers={"content-type": "application/json"}),
+        422,
+        says="a valid request holds at most",
+    )
 
 
 def test_images_that_cannot_be_used(client: httpx.Client) -> None:
@@ -489,16 +509,29 @@ def test_images_that_cannot_be_used(client: httpx.Client) -> None:
     lying = bytearray(png_bytes(np.zeros((1, 1), np.uint8)))
     lying[16:24] = (100_000).to_bytes(4, "big") * 2  # the header claims 100000 x 100000 pixels ...
     lying[29:33] = zlib.crc32(bytes(lying[12:29])).to_bytes(4, "big")  # ... with a valid checksum
-    assert_error(client.post(url, files={"file": ("bomb.png", bytes(lying))}), 413, code="payload_too_large")
+    assert_error(
+        client.post(url, files={"file": ("bomb.png", bytes(lying))}),
+        413,
+        code="payload_too_large",
+        says="too many pixels",
+    )
     assert_error(client.post(url, json={"image": "not base64 at all!"}), 422, says="base64")
     error = assert_error(
-        client.post(url, json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}, {"image": b64(b"xx")}]}), 415
+        client.post(url, json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}, {"image": b64(b"xx")}]}),
+        415,
+        says="images[1]: the data is not a PNG",
     )
     assert error["message"].startswith("images[1]:")
     assert_error(client.post(url, files={"upload": ("d.png", DIGIT_PNG)}), 422, says="unknown multipart field")
-    assert_error(client.post(url, data={"file": "text"}, files={"other": ("x", b"1")}), 422)
     assert_error(
-        client.post(url, content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data; boundary=x"}), 422
+        client.post(url, data={"file": "text"}, files={"other": ("x", b"1")}),
+        422,
+        says="unknown multipart field 'other'",
+    )
+    assert_error(
+        client.post(url, content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data; boundary=x"}),
+        422,
+        says="the multipart field 'file' is missing",
     )
     tiny = client.post(url, files={"file": ("1x1.png", png_bytes(np.full((1, 1), 255, np.uint8)))})
     assert tiny.status_code == 200
@@ -510,13 +543,15 @@ def test_images_that_cannot_be_used(client: httpx.Client) -> None:
     assert decode_png(blank["input"]).max() == 0  # no ink: an empty image, not an error
 
 
-def test_oversized_bodies_are_refused_before_they_are_read(client: httpx.Client, server: ServerProcess) -> None:
+def test_oversized_bodies_are_refused_before_they_are_read(server_client: httpx.Client, server: ServerProcess) -> None:
     big = np.random.default_rng(0).integers(0, 256, (560, 560), dtype=np.uint8)  # noise: PNG cannot compress it
     over_image_cap = png_bytes(big)
     assert MAX_UPLOAD < len(over_image_cap) < MAX_UPLOAD * 4 / 3  # under the body cap, over the image cap
-    assert_error(client.post("/v1/models/ae-6/encode", files={"file": ("big.png", over_image_cap)}), 413, says="limit")
+    assert_error(
+        server_client.post("/v1/models/ae-6/encode", files={"file": ("big.png", over_image_cap)}), 413, says="limit"
+    )
     huge = b"\0" * (8 * MAX_UPLOAD)
-    assert_error(client.post("/v1/models/ae-6/encode", files={"file": ("huge.png", huge)}), 413, says="limit")
+    assert_error(server_client.post("/v1/models/ae-6/encode", files={"file": ("huge.png", huge)}), 413, says="limit")
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the running count must stop it
         for _ in range(64):
@@ -525,20 +560,20 @@ def test_oversized_bodies_are_refused_before_they_are_read(client: httpx.Client,
     streamed = httpx.post(
         f"{server.url}/v1/models/ae-6/encode", content=chunks(), headers={"content-type": "application/json"}
     )
-    assert_error(streamed, 413)
-    assert ok(client.get("/healthz"))  # the server is fine
+    assert_error(streamed, 413, says="the limit is 415,062 bytes")
+    assert ok(server_client.get("/healthz"))  # the server is fine
 
 
 # -- request ids, logs, metrics ---------------------------------------------------------------------------------------
 
 
-def test_request_ids_are_echoed_and_logged(client: httpx.Client, server: ServerProcess) -> None:
-    mine = client.get("/v1/models", headers={"x-request-id": "trace-abc.123"})
+def test_request_ids_are_echoed_and_logged(server_client: httpx.Client, server: ServerProcess) -> None:
+    mine = server_client.get("/v1/models", headers={"x-request-id": "trace-abc.123"})
     assert mine.headers["x-request-id"] == "trace-abc.123"
     for weird in ("has spaces in it", "x" * 200, "new\u00e9line"):
-        response = client.get("/healthz", headers={"x-request-id": weird.encode("utf-8")})
+        response = server_client.get("/healthz", headers={"x-request-id": weird.encode("utf-8")})
         assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
-    failed = client.get("/v1/models/nope", headers={"x-request-id": "trace-404"})
+    failed = server_client.get("/v1/models/nope", headers={"x-request-id": "trace-404"})
     assert failed.json()["error"]["request_id"] == "trace-404"
 
     def logged(method_path_status: str, request_id: str) -> bool:
@@ -575,19 +610,19 @@ def _batch_stats(text: str, model: str, operation: str) -> tuple[float, float]:
 
 
 def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(
-    client: httpx.Client, server: ServerProcess
+    server_client: httpx.Client, server: ServerProcess
 ) -> None:
     images = shifted_digits(64)
     bodies = [{"pixels": image.tolist(), "scale": "0-255"} for image in images]
-    alone = [ok(client.post("/v1/models/vae-2/reconstruct", json=body)) for body in bodies]
-    before = _batch_stats(client.get("/metrics").text, "vae-2", "reconstruct")
+    alone = [ok(server_client.post("/v1/models/vae-2/reconstruct", json=body)) for body in bodies]
+    before = _batch_stats(server_client.get("/metrics").text, "vae-2", "reconstruct")
 
     async def all_at_once() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=64)) as http:
             return await asyncio.gather(*(http.post("/v1/models/vae-2/reconstruct", json=b) for b in bodies))
 
     together = [ok(response) for response in asyncio.run(all_at_once())]
-    after = _batch_stats(client.get("/metrics").text, "vae-2", "reconstruct")
+    after = _batch_stats(server_client.get("/metrics").text, "vae-2", "reconstruct")
     items, batches = after[0] - before[0], after[1] - before[1]
     assert items == 64
     assert batches < 64, "some forward passes should have carried several requests"
@@ -598,3 +633,9 @@ def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(
         assert mine["loss"]["mse"] == pytest.approx(reference["loss"]["mse"], rel=1e-5)
         pixel_gap = np.abs(decode_png(mine["image"]).astype(int) - decode_png(reference["image"]).astype(int)).max()
         assert pixel_gap <= 1
+
+
+@pytest.fixture(scope="module")
+def client(app_client: TestClient) -> TestClient:
+    """In process: this module's requests need no socket (those that do ask for `server_client`)."""
+    return app_client

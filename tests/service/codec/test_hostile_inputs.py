@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.settings import Settings
@@ -468,9 +469,9 @@ def test_a_50_mb_upload_without_a_length_is_cut_off_at_the_cap(server: ServerPro
     )
 
 
-def test_the_server_is_healthy_after_the_catalogue(client: httpx.Client, server: ServerProcess) -> None:
-    assert client.get("/readyz").status_code == 200
-    assert client.post(DECODE, json={"latent": [0.0] * 6}).status_code == 200
+def test_the_server_is_healthy_after_the_catalogue(server_client: httpx.Client, server: ServerProcess) -> None:
+    assert server_client.get("/readyz").status_code == 200
+    assert server_client.post(DECODE, json={"latent": [0.0] * 6}).status_code == 200
     assert "Traceback" not in server.log() and "unhandled error" not in server.log()
 
 
@@ -480,3 +481,9 @@ def test_outside_checkpoint_is_a_real_checkpoint(server: ServerProcess) -> None:
 
     models_dir = Path(server.env["DIGITAE_MODELS_DIR"])
     assert load_checkpoint(models_dir.parent / "outside" / "stray-7").kind == "ae"
+
+
+@pytest.fixture(scope="module")
+def client(app_client: TestClient) -> TestClient:
+    """In process: this module's requests need no socket (those that do ask for `server_client`)."""
+    return app_client
