@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        redirect_slashes=False,  # no 307 to a Location built from the Host header: an unknown path is 404
     )
     app.state.settings = settings
     app.state.service = None

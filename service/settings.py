@@ -99,6 +99,17 @@ class Settings(BaseSettings):
     grace_s: float = Field(
         25.0, gt=0, le=3600, description="after SIGTERM: the process exits by then, drain included, whatever clients do"
     )
+    # -- connection bounds, round 2 (service/runtime/server.py): slow readers, one client's share ----------------
+    write_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="an answer the client reads none of for this many seconds is cut off"
+    )
+    max_connections_per_client: int = Field(
+        256,
+        ge=0,
+        le=1_000_000,
+        description="most open connections per worker from one client address (503 past it); 0 = no per-client "
+        "cap (behind a balancer every connection has its address)",
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

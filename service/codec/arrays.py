@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,7 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from models.networks import SIDE
-from service.codec.errors import ApiError, json_bytes
+from service.codec.errors import BUSY, ApiError, json_bytes
 from service.settings import NPY_HEADER_BYTES
 
 NPY = "application/x-npy"
@@ -49,7 +51,7 @@ def parse_npy(data: bytes, *, what: str, max_rows: int) -> np.ndarray:
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=NPY_HEADER_BYTES)
         else:
             raise ValueError(f"unsupported .npy format version {major}")
-    except ValueError as exc:
+    except (ValueError, TypeError, SyntaxError, RecursionError) as exc:  # what numpy and ast raise on a bad header
         raise ApiError(422, f"the body is not a readable .npy file ({_short(exc)}); write it with numpy.save") from None
     expected = "N x 28 x 28 uint8 (0-255) or float32 (0-1)" if what == "images" else "N x latent_dim float32"
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
@@ -70,18 +72,22 @@ def parse_npy(data: bytes, *, what: str, max_rows: int) -> np.ndarray:
         raise ApiError(
             413, f"the .npy array has {rows:,} rows; the limit is {max_rows:,} (the service's cap, DIGITAE_MAX_BULK)"
         )
-    count = int(np.prod(shape))
+    count = math.prod(shape)  # Python integers: a shape like (4, 2**62) cannot wrap around to a small size
     start = stream.tell()
-    if len(data) - start != count * dtype.itemsize:
-        expected_bytes = count * dtype.itemsize
+    expected_bytes = count * dtype.itemsize
+    if len(data) - start != expected_bytes:
         raise ApiError(422, f"the .npy data is {len(data) - start:,} bytes; its header says {expected_bytes:,}")
     array = np.frombuffer(data, dtype=dtype, count=count, offset=start)
     return array.reshape(shape, order="F" if fortran_order else "C")
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc)
+    """numpy's reason, clipped, without the memory addresses of Python objects (ast's "<ast.Name object at 0x...>")."""
+    text = _OBJECT_REPR.sub("an expression", str(exc))
     return text if len(text) <= 120 else text[:120] + "…"
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
 
 
 def images_from_npy(array: np.ndarray) -> np.ndarray:
@@ -128,6 +134,7 @@ class BulkSlots:
                 503,
                 f"{self.active} bulk requests are being served, the most at once (DIGITAE_MAX_CONCURRENT_BULK); "
                 "retry shortly",
+                code=BUSY,
                 headers={"Retry-After": "1"},
             )
         self.active += 1

@@ -43,6 +43,9 @@ CODES = {
     500: "internal_error",
     503: "not_ready",
 }
+# A 503 for another reason than readiness, given with `ApiError(503, ..., code=BUSY)`: the service is up but this
+# kind of work is at its limit right now (see Retry-After).
+BUSY = "busy"
 
 
 class ErrorBody(BaseModel):

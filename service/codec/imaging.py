@@ -18,9 +18,11 @@ import binascii
 import contextlib
 import io
 import math
+import re
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -75,7 +77,8 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     The pixel count is read from the header and checked against `max_pixels` before any pixel is
     decoded, so a small file that claims a huge image (a decompression bomb or a lying header) costs
     nothing; it is answered with 413, like an upload over `max_bytes`. A non-image, an unsupported
-    format, or a JPEG too short for the size its header claims is 415. A JPEG over 2 x WORK_SIDE px
+    format, a JPEG too short for the size its header claims, or one of over MAX_JPEG_SCANS scans (a scan
+    bomb: each scan costs a pass over every block) is 415. A JPEG over 2 x WORK_SIDE px
     is set to decode at a reduced scale that keeps at least WORK_SIDE px (much faster).
     """
     if len(data) > max_bytes:
@@ -98,7 +101,9 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageInputError(415, f"the image has no pixels ({width}x{height})")
     if image.format == "JPEG":
-        _check_jpeg_holds_its_size(image, data)
+        layout = jpeg_layout(data)
+        _check_jpeg_scans(layout)
+        _check_jpeg_holds_its_size(image, data, layout)
         if max(width, height) > 2 * WORK_SIDE:
             image.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale: a digit needs 20 px
     return image
@@ -121,15 +126,74 @@ def load_image(image: Image.Image) -> Image.Image:
 
 
 _ARITHMETIC_SOF = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+# A JPEG is decoded scan by scan, and every scan walks every 8x8 block of its components, however few bytes it has:
+# measured on a 5000x5000 progressive JPEG (10 scans, 0.52 s to decode), each copy of a 17-byte scan added 16 ms,
+# so a 5 MB file of copies would hold a decode thread for hours. libjpeg writes at most 10 scans (6 for gray);
+# past MAX_JPEG_SCANS a file is refused before decoding, which keeps the worst case near a normal large decode.
+MAX_JPEG_SCANS = 16
+# Arithmetic coding can spend far under a bit on an empty block (a blank 5000x5000 image codes in 127 bytes), so no
+# size proves that such a file holds its pixels; below this many bits per block its header cannot be trusted.
+ARITHMETIC_MIN_BITS_PER_BLOCK = 1 / 8
+_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # in entropy-coded data: 0xFF then a marker (not stuffing, RST)
 
 
-def _check_jpeg_holds_its_size(image: Image.Image, data: bytes) -> None:
+@dataclass(frozen=True)
+class JpegLayout:
+    """What a JPEG's segment headers say, read without decoding: its start-of-frame marker (how it is coded), how
+    many scans it has and how many bytes of entropy-coded data they hold (`complete`: read through to the end)."""
+
+    frame_marker: int | None
+    scans: int
+    scan_bytes: int
+    complete: bool
+
+
+def jpeg_layout(data: bytes) -> JpegLayout:
+    frame_marker, scans, scan_bytes, at = None, 0, 0, 2
+    while at + 2 <= len(data):
+        if data[at] != 0xFF:
+            break
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return JpegLayout(frame_marker, scans, scan_bytes, complete=True)
+        if 0xD0 <= marker <= 0xD7:  # a restart marker out of place: no length
+            at += 2
+            continue
+        if at + 4 > len(data):
+            break
+        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and frame_marker is None:
+            frame_marker = marker
+        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
+            scans += 1
+            found = _MARKER_IN_SCAN.search(data, end)
+            stop = found.start() if found is not None else len(data)
+            scan_bytes += stop - end
+            end = stop
+        at = end
+    return JpegLayout(frame_marker, scans, scan_bytes, complete=False)  # cut short or malformed: Pillow will say
+
+
+def _check_jpeg_scans(layout: JpegLayout) -> None:
+    if layout.scans > MAX_JPEG_SCANS:
+        raise ImageInputError(
+            415,
+            f"the JPEG has {layout.scans} scans; at most {MAX_JPEG_SCANS} are decoded (a progressive JPEG from an "
+            "ordinary encoder has about 10): save it again as a baseline JPEG or a PNG",
+        )
+
+
+def _check_jpeg_holds_its_size(image: Image.Image, data: bytes, layout: JpegLayout | None = None) -> None:
     """A Huffman-coded JPEG spends at least one bit on every 8x8 block of every component (its DC code), so a
     file shorter than that cannot hold the size its header claims. libjpeg decodes such a file anyway, padding
     it with gray, which would give a confident answer about an image that is not there: refused like a PNG whose
-    data ends early. (Arithmetic-coded JPEGs, rare, can be smaller: not checked.)"""
-    if _jpeg_frame_marker(data) in _ARITHMETIC_SOF:
-        return
+    data ends early. An arithmetic-coded JPEG is held to ARITHMETIC_MIN_BITS_PER_BLOCK. What is counted is the
+    scans' data when the file reads through cleanly (bytes padded into a comment do not count), else its size."""
+    layout = layout if layout is not None else jpeg_layout(data)
+    arithmetic = layout.frame_marker in _ARITHMETIC_SOF
     layers = getattr(image, "layer", None) or [("", 1, 1, 0)]
     h_max = max(layer[1] for layer in layers) or 1
     v_max = max(layer[2] for layer in layers) or 1
@@ -138,30 +202,16 @@ def _check_jpeg_holds_its_size(image: Image.Image, data: bytes) -> None:
         math.ceil(math.ceil(width * max(h, 1) / h_max) / 8) * math.ceil(math.ceil(height * max(v, 1) / v_max) / 8)
         for _, h, v, _ in layers
     )
-    if len(data) * 8 < blocks:
+    bits = 8 * (layout.scan_bytes if layout.complete and layout.scans else len(data))
+    needed = blocks * ARITHMETIC_MIN_BITS_PER_BLOCK if arithmetic else blocks
+    if bits < needed:
+        coding = "an arithmetic-coded JPEG" if arithmetic else "a JPEG"
         raise ImageInputError(
             415,
             f"the JPEG header claims {width}x{height} pixels but the file is far too short to hold them "
-            f"({len(data):,} bytes); the file is damaged or its header is wrong",
+            f"({len(data):,} bytes, {bits // 8:,} of image data, under {math.ceil(needed / 8):,} for {coding} "
+            "that size); the file is damaged or its header is wrong (save it as a PNG if it is right)",
         )
-
-
-def _jpeg_frame_marker(data: bytes) -> int | None:
-    """The JPEG's start-of-frame marker (0xC0..0xCF, which says how it is coded), read from the segment headers."""
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return marker
-        if marker == 0xDA:  # start of scan: no frame header before it
-            return None
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-    return None
 
 
 def base64_image_bytes(text: str, *, max_bytes: int) -> bytes:

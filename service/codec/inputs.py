@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -57,7 +57,17 @@ RAW_IMAGE_TYPES = {
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return declared_media_type(request.scope["headers"])
+
+
+def declared_media_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The body's media type, lower-case without parameters ("" when none), from the request's raw headers: the one
+    reading of Content-Type, for the body cap (BodyLimitMiddleware) and the routes alike. A request with several
+    Content-Type headers is 400: a cap chosen from one and a parser from another could disagree."""
+    values = [value for name, value in headers if name == b"content-type"]
+    if len(values) > 1:
+        raise ApiError(400, f"the request has {len(values)} Content-Type headers; send exactly one")
+    return values[0].decode("latin-1").split(";", 1)[0].strip().lower() if values else ""
 
 
 def is_json(kind: str) -> bool:

@@ -1,12 +1,15 @@
 """The cap on request bodies: `BodyLimitMiddleware` refuses a body over its cap with 413, from
 `Content-Length` before reading anything, or as soon as the streamed bytes pass the cap, so no route
-ever holds more than the cap in memory. A bulk `.npy` body (application/x-npy) has its own, larger cap."""
+ever holds more than the cap in memory. A bulk `.npy` body (application/x-npy) has its own, larger cap, chosen
+from the Content-Type as the routes read it (`declared_media_type`: several Content-Type headers are 400)."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.codec.arrays import NPY
 from service.codec.errors import ApiError, send_error
+from service.codec.inputs import declared_media_type
 
 
 class BodyLimitMiddleware:
@@ -19,7 +22,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared, is_npy = _content_length_and_npy(scope)
+        try:
+            is_npy = declared_media_type(scope.get("headers", ())) == NPY
+        except ApiError as exc:  # several Content-Type headers
+            request_id = scope.get("state", {}).get("request_id")
+            await send_error(send, exc.status_code, exc.message, request_id, close=True)
+            return
+        declared = _content_length(scope)
         cap = self.npy_max_bytes if is_npy else self.max_bytes
         if declared is not None and declared > cap:
             request_id = scope.get("state", {}).get("request_id")
@@ -45,19 +54,13 @@ class BodyLimitMiddleware:
         return f"the request body is {size}; the limit is {cap:,} bytes ({setting})"
 
 
-def _content_length_and_npy(scope: Scope) -> tuple[int | None, bool]:
-    """The declared body size (None when absent or unreadable), and whether the body is a .npy array."""
+def _content_length(scope: Scope) -> int | None:
+    """The declared body size (None when absent or unreadable)."""
     length: int | None = None
-    is_npy = False
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:
                 length = int(value)
             except ValueError:
                 length = None
-        elif name == b"content-type":
-            is_npy = value.split(b";", 1)[0].strip().lower() == NPY_TYPE
-    return length, is_npy
-
-
-NPY_TYPE = b"application/x-npy"
+    return length

@@ -10,7 +10,13 @@ timer at all):
 - the headers must be complete within `header_timeout_s` of their first byte and `max_header_bytes` long,
   else 408 / 431 and the connection is closed;
 - the body must be complete within `body_timeout_s` of the end of the headers, else 408 and close;
-- past `max_connections` open connections, a new one is answered 503 and closed at once.
+- past `max_connections` open connections, a new one may still ask for /healthz or /readyz (PROBE_PATHS: a full
+  server still answers its probes); anything else, or nothing within PROBE_WAIT_S, is answered 503 and closed;
+  past `max_connections + PROBE_HEADROOM` a new connection is answered 503 and closed at once;
+- one client address holds at most `max_connections_per_client` of them (503 at once past it), so a single
+  client cannot take every slot;
+- an answer the client does not read for `write_timeout_s` (the send buffer stays full) is cut off: the
+  connection is aborted and the request's work (a bulk slot) is freed.
 
 This module imports nothing heavy (no torch, no FastAPI): each worker process unpickles its config, and so
 imports this module, before it can answer the supervisor's health pings.
@@ -31,9 +37,10 @@ import socket
 import threading
 import time
 from asyncio import TimerHandle
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 import uvicorn
@@ -53,6 +60,11 @@ log = logging.getLogger("digitae")
 CLOSED_WITH = "digitae.closed_with"
 FD_HEADROOM = 128  # descriptors kept free beyond max_connections: models, logs, the decode threads' files
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one "connection refused" warning per interval per process
+# Past max_connections, this many more connections are accepted for health probes only, each for at most
+# PROBE_WAIT_S to send its request line: a server full of idle or hostile connections still answers its probes.
+PROBE_PATHS = frozenset((b"/healthz", b"/readyz"))
+PROBE_HEADROOM = 64
+PROBE_WAIT_S = 1.0
 
 
 def on_sighup() -> None:
@@ -84,6 +96,8 @@ class ConnectionLimits:
     body_timeout_s: float
     idle_timeout_s: float
     max_connections: int
+    max_connections_per_client: int
+    write_timeout_s: float
 
     @classmethod
     def of(cls, settings: Settings) -> ConnectionLimits:
@@ -93,11 +107,17 @@ class ConnectionLimits:
             body_timeout_s=settings.body_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             max_connections=settings.max_connections,
+            max_connections_per_client=settings.max_connections_per_client,
+            write_timeout_s=settings.write_timeout_s,
         )
 
 
 class HeadersTooLarge(Exception):
     """Raised from a parser callback to stop parsing a request whose headers are over the limit."""
+
+
+class NotAProbe(Exception):
+    """Raised from a parser callback to stop parsing a request, past the connection cap, that is not a probe."""
 
 
 class BoundedConfig(uvicorn.Config):
@@ -125,6 +145,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded header size, read timeouts and connection count."""
 
     _last_refusal_log = 0.0
+    open_by_client: ClassVar[Counter[str]] = Counter()  # this process's open connections, by client address
 
     def __init__(
         self,
@@ -142,23 +163,83 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.headers_too_large = False
         self.read_timer: TimerHandle | None = None
         self.read_timer_kind = ""
+        self.write_timer: TimerHandle | None = None
+        self.client_address: str | None = None  # counted in open_by_client while set
+        self.probes_only = False  # accepted past max_connections: only a health probe is answered
 
     # -- connection ---------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.connections) >= self.limits.max_connections:
-            self.transport = transport
-            self._log_refusal()
-            message = f"the server has its maximum of {self.limits.max_connections} connections open; retry shortly"
-            transport.write(error_response(503, "too_many_connections", message))
-            transport.close()
+        address = _client_address(transport)
+        per_client = self.limits.max_connections_per_client
+        open_now = len(self.connections)
+        if per_client and address is not None and self.open_by_client[address] >= per_client:
+            message = (
+                f"this client has {per_client} connections open, the most one address may hold "
+                "(DIGITAE_MAX_CONNECTIONS_PER_CLIENT); reuse them or retry shortly"
+            )
+            self._refuse_connection(transport, message)
+            return
+        if open_now >= self.limits.max_connections + PROBE_HEADROOM:
+            self._refuse_connection(transport, self._full_message())
             return
         super().connection_made(transport)
-        self._arm("idle", self.limits.idle_timeout_s, self._idle_timed_out)
+        if address is not None:
+            self.client_address = address
+            self.open_by_client[address] += 1
+        if open_now >= self.limits.max_connections:
+            self.probes_only = True
+            self._log_refusal()
+            self._arm("idle", min(PROBE_WAIT_S, self.limits.idle_timeout_s), self._probe_wait_over)
+        else:
+            self._arm("idle", self.limits.idle_timeout_s, self._idle_timed_out)
+
+    def _full_message(self) -> str:
+        return f"the server has its maximum of {self.limits.max_connections} connections open; retry shortly"
+
+    def _refuse_connection(self, transport: asyncio.Transport, message: str) -> None:
+        self.transport = transport
+        self._log_refusal()
+        transport.write(error_response(503, "too_many_connections", message))
+        transport.close()
+
+    def _probe_wait_over(self) -> None:
+        self.read_timer, self.read_timer_kind = None, ""
+        self._answer_and_close(503, "too_many_connections", self._full_message())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_write()
+        if self.client_address is not None:
+            self.open_by_client[self.client_address] -= 1
+            if self.open_by_client[self.client_address] <= 0:
+                del self.open_by_client[self.client_address]
+            self.client_address = None
         super().connection_lost(exc)
+
+    # -- writing: a client that does not read its answer ---------------------------------------------
+
+    def pause_writing(self) -> None:
+        """The send buffer is full (the client is not reading): it has `write_timeout_s` to read some."""
+        super().pause_writing()
+        if self.write_timer is None:
+            self.write_timer = self.loop.call_later(self.limits.write_timeout_s, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_write()
+
+    def _disarm_write(self) -> None:
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
+
+    def _write_timed_out(self) -> None:
+        """Nothing read for `write_timeout_s`: drop the connection and what it still had to send; the request
+        sees a disconnect (a streamed answer stops and frees its bulk slot)."""
+        self.write_timer = None
+        log.warning("write timeout: the client read nothing for %g s; connection closed", self.limits.write_timeout_s)
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, plus the header-size and read-time bounds."""
@@ -170,6 +251,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserCallbackError:
             if self.headers_too_large:
                 self._refuse_headers()
+            elif self.probes_only:
+                message = self._full_message() + " (only /healthz and /readyz are answered past it)"
+                self._answer_and_close(503, "too_many_connections", message)
             else:
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
@@ -189,7 +273,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.reading_headers and self.header_bytes:
             if self.header_bytes > self.limits.max_header_bytes:
                 self._refuse_headers()  # still incomplete and already too long: no need to wait for the rest
-            elif self.read_timer_kind not in ("header", "shutdown"):
+            elif self.read_timer_kind not in ("header", "shutdown") and not self.probes_only:
                 self._arm("header", self.limits.header_timeout_s, self._header_timed_out)
         elif self.body_pending and self.read_timer_kind not in ("body", "shutdown"):
             self._arm("body", self.limits.body_timeout_s, self._body_timed_out)
@@ -223,9 +307,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             raise HeadersTooLarge  # stops the parser; data_received answers 431
 
     def on_headers_complete(self) -> None:
+        if self.probes_only and self.url.split(b"?", 1)[0] not in PROBE_PATHS:
+            raise NotAProbe  # stops the parser; data_received answers 503
         self.reading_headers, self.body_pending = False, True
         self._disarm()
         super().on_headers_complete()
+        if self.probes_only and self.cycle is not None:
+            self.cycle.keep_alive = False  # one probe, then the slot past the cap is free again
 
     def on_message_complete(self) -> None:
         self.reading_headers, self.body_pending, self.header_bytes = True, False, 0
@@ -297,6 +385,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if now - BoundedHttpToolsProtocol._last_refusal_log >= REFUSAL_LOG_INTERVAL_S:
             BoundedHttpToolsProtocol._last_refusal_log = now
             log.warning("connection refused: %d connections open (DIGITAE_MAX_CONNECTIONS)", len(self.connections))
+
+
+def _client_address(transport: asyncio.Transport) -> str | None:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 class Supervisor(Multiprocess):

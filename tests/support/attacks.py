@@ -96,8 +96,22 @@ class RssSampler:
         self._thread.join(timeout=10)
 
 
-def raw(port: int, timeout: float = 10.0) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def raw(
+    port: int, timeout: float = 10.0, source: str | None = None, receive_buffer: int | None = None
+) -> socket.socket:
+    """A plain TCP connection to the server, from the loopback address `source` (127.0.0.2, ...: another client as
+    the server sees it) and with a small receive buffer (`receive_buffer` bytes: a client that reads slowly)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        if source is not None:
+            sock.bind((source, 0))
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 

@@ -15,9 +15,11 @@ import json
 import os
 import shutil
 import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -83,6 +85,16 @@ def open_explorer(page: Page, url: str, query: str = "") -> Page:
     page.goto(f"{url}/{query}")
     page.wait_for_selector("body[data-ready=true]", timeout=30_000)
     return page
+
+
+def wait_for(page: Page, expression: str, timeout: float = 30_000) -> None:
+    """Until `expression` is true in the page. Playwright's wait_for_function runs its text through eval(), which the
+    page's CSP (no 'unsafe-eval') refuses; page.evaluate goes through the DevTools protocol, outside the CSP."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(50)
 
 
 def draw_a_one(page: Page) -> None:
@@ -200,8 +212,8 @@ def test_robustness_sliders_corrupt_and_report_losses(page: Page, server: Server
     page.wait_for_selector("#corrupt-losses dd")
     clean_mse = float(page.locator("#losses dd").first.text_content())
     page.locator("#noise").fill("1.5")
-    page.wait_for_function("document.getElementById('noise-out').textContent === '1.50'")
-    page.wait_for_function(f"Number(document.querySelector('#corrupt-losses dd').textContent) > {clean_mse}")
+    wait_for(page, "document.getElementById('noise-out').textContent === '1.50'")
+    wait_for(page, f"Number(document.querySelector('#corrupt-losses dd').textContent) > {clean_mse}")
     assert "noise=1.5" in page.url
 
 
@@ -225,8 +237,8 @@ def test_hovering_a_centroid_decodes_it_and_shows_the_judges_verdict(page: Page,
     page.mouse.move(x, y)
     hover = page.locator("#hover")
     hover.wait_for(state="visible")
-    page.wait_for_function("document.getElementById('hover').dataset.digit !== undefined")
-    page.wait_for_function(f"document.getElementById('hover').dataset.digit === '{digit}'", timeout=10_000)
+    wait_for(page, "document.getElementById('hover').dataset.digit !== undefined")
+    wait_for(page, f"document.getElementById('hover').dataset.digit === '{digit}'", timeout=10_000)
     assert hover.locator("img").get_attribute("src").startswith("data:image/png")
     assert hover.locator("span").text_content().startswith(f"{digit} · ")
     assert page.console.errors == []
@@ -259,10 +271,10 @@ def test_higher_dimensional_models_get_pca_and_one_slider_per_dimension(page: Pa
     assert sliders.count() == 6
     centroid = httpx.get(f"{server.url}/v1/models/ae-6").json()["centroids"]["4"]
     assert [float(s.input_value()) for s in sliders.all()] == pytest.approx(centroid, abs=1e-3)
-    page.wait_for_function("document.getElementById('pinned-verdict').textContent.startsWith('judge: ')")
+    wait_for(page, "document.getElementById('pinned-verdict').textContent.startsWith('judge: ')")
     before = page.locator("#pinned-img").get_attribute("src")
     sliders.nth(0).fill(str(centroid[0] + 3))
-    page.wait_for_function(f"document.getElementById('pinned-img').src !== {json.dumps(before)}")
+    wait_for(page, f"document.getElementById('pinned-img').src !== {json.dumps(before)}")
 
 
 # -- 4, 5, 6: paths, sampling, compare -----------------------------------------------------------------
@@ -273,10 +285,10 @@ def test_an_interpolation_strip_with_its_path_on_the_map(page: Page, server: Ser
     page.select_option("#path-from", "d0")
     page.select_option("#path-to", "d6")
     page.locator("#steps").fill("7")
-    page.wait_for_function("document.querySelectorAll('#strip figure').length === 7")
+    wait_for(page, "document.querySelectorAll('#strip figure').length === 7")
     captions = page.locator("#strip figcaption").all_text_contents()
     assert captions[0] == "t=0.00" and captions[-1] == "t=1.00"
-    page.wait_for_function("[...document.querySelectorAll('#strip .verdict')].every((v) => v.textContent)")
+    wait_for(page, "[...document.querySelectorAll('#strip .verdict')].every((v) => v.textContent)")
     with page.expect_download() as download:
         page.click("#path-download")
     assert download.value.suggested_filename == "digitae-ae-2-path.png"
@@ -285,7 +297,7 @@ def test_an_interpolation_strip_with_its_path_on_the_map(page: Page, server: Ser
 
 def test_dragging_the_sigma_slider_shows_n_samples(page: Page, server: ServerProcess):
     open_explorer(page, server.url, "?model=vae-2&n=12")
-    page.wait_for_function("document.querySelectorAll('#grid figure').length === 12")
+    wait_for(page, "document.querySelectorAll('#grid figure').length === 12")
     slider = page.locator("#sigma")
     slider.scroll_into_view_if_needed()
     box = slider.bounding_box()
@@ -295,9 +307,10 @@ def test_dragging_the_sigma_slider_shows_n_samples(page: Page, server: ServerPro
     page.mouse.up()
     sigma = float(page.locator("#sigma-out").text_content())
     assert 3 < sigma < 7
-    page.wait_for_function(
+    wait_for(
+        page,
         f"document.getElementById('sample-summary').textContent.includes('of 12 samples')"
-        f" && location.search.includes('sigma={slider.input_value()}')"
+        f" && location.search.includes('sigma={slider.input_value()}')",
     )
     assert page.locator("#grid figure").count() == 12
 
@@ -346,7 +359,7 @@ def test_a_shared_url_reloads_the_same_view(page: Page, server: ServerProcess, b
         assert other.locator("#sample-digit").input_value() == "8"
         other.wait_for_selector("#grid[data-seed='42'][data-digit='8']")
         assert other.locator("#grid img").evaluate_all("(imgs) => imgs.map((i) => i.src)") == samples
-        other.wait_for_function(f"document.getElementById('seen').src === {json.dumps(seen)}")
+        wait_for(other, f"document.getElementById('seen').src === {json.dumps(seen)}")
         assert nearest_digit(other) == nearest_digit(page)
     finally:
         other.close()
@@ -372,12 +385,12 @@ def test_screenshots_and_layout(page: Page, server: ServerProcess, width: int, t
     page.get_by_role("button", name="example digit 4").click()
     nearest_digit(page)
     page.wait_for_selector(".compare-col[data-model=ae-2] .compare-recon img")
-    page.wait_for_function("document.querySelectorAll('#strip .verdict').length === 10")
+    wait_for(page, "document.querySelectorAll('#strip .verdict').length === 10")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.locator("#map").scroll_into_view_if_needed()
     x, y = page.evaluate("(z) => window.digitae.screenOf(z)", [0.0, 0.5])
     page.mouse.move(x, y)
-    page.wait_for_function("document.getElementById('hover').dataset.digit")
+    wait_for(page, "document.getElementById('hover').dataset.digit")
     page.evaluate("window.scrollTo(0, 0)")
     out = Path(os.environ.get("DIGITAE_SCREENSHOT_DIR", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
@@ -417,3 +430,53 @@ def test_api_key_prompt_and_a_map_without_points(browser: Any, tmp_path: Path, s
         assert httpx.get(f"{server.url}/v1/models/ae-2/atlas", headers=key).status_code == 404
     finally:
         page.close()
+
+
+# -- security headers (round 2 of the bounds issue, finding 11) ----------------------------------------------------
+
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options", "referrer-policy")
+
+
+def test_the_page_works_under_its_content_security_policy(page: Page, server: ServerProcess):
+    """Was: no security header at all. Now the page and every file it loads carry a CSP without 'unsafe-inline',
+    frame-ancestors 'none', nosniff and a Referrer-Policy, and the page does everything with none violated."""
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
+    own: dict[str, Any] = {}  # the page and its files (not the API's answers), by path
+
+    def record(response: Any) -> None:
+        path = urlsplit(response.url).path
+        if response.url.startswith(server.url) and (path == "/" or path.startswith("/explorer/")):
+            own[path] = response
+
+    page.on("response", record)
+    open_explorer(page, server.url, "?model=vae-2")
+    draw_a_one(page)
+    nearest_digit(page)
+    page.locator("#examples button").first.click()
+    page.wait_for_timeout(500)
+    assert set(own) >= {"/", "/explorer/main.js", "/explorer/style.css", "/explorer/favicon.svg"}
+    for response in own.values():
+        headers = response.all_headers()
+        assert all(name in headers for name in SECURITY_HEADERS), (response.url, headers)
+        policy = headers["content-security-policy"]
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    assert page.evaluate("window.cspViolations") == []
+    assert page.console.errors == []
+
+
+def test_another_page_cannot_frame_the_explorer(page: Page, server: ServerProcess):
+    """Clickjacking: a foreign page that frames the explorer (and its API-key dialog) gets an empty frame."""
+    page.set_content(f'<iframe id="framed" src="{server.url}/" width="800" height="600"></iframe>')
+    page.wait_for_timeout(1500)
+    framed = page.frame_locator("#framed")
+    assert framed.locator("#pad").count() == 0
+    refusals = [error for error in page.console.errors if "frame-ancestors" in error or "X-Frame-Options" in error]
+    assert refusals, page.console.errors

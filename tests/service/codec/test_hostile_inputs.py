@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import select
+import shutil
 import socket
+import subprocess
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +28,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from service.settings import Settings
 from tests.support import ServerProcess, assert_error, b64, build_checkpoints, decode_png, example_digit, png_bytes
@@ -64,6 +69,14 @@ def jpeg_with_header_size(width: int, height: int) -> bytes:
     at = data.index(b"\xff\xc0")
     data[at + 5 : at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
     return bytes(data)
+
+
+def npy_with_header(header: str, data: bytes = b"") -> dict[str, Any]:
+    """A version 1.0 .npy body whose header dictionary is `header`, as written (a crafted file)."""
+    text = header.encode("latin-1")
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    body = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + data
+    return {"content": body, "headers": {"content-type": "application/x-npy"}}
 
 
 def decompression_bomb(side: int) -> bytes:
@@ -307,6 +320,128 @@ def test_hostile_input_is_refused_clearly(client: httpx.Client, name: str) -> No
     case = CATALOGUE[name]
     response = client.request(case.method, case.path, **case.request)
     assert_error(response, case.status, code=case.code, says=case.says, max_bytes=4096)
+    assert not re.search(r"0x[0-9a-f]{6,}", response.text), "an internal memory address in the answer"
+
+
+# -- round 2, findings 7 and 13: .npy headers, against the real server ------------------------------------------------
+
+NPY_HEADERS: dict[str, Hostile] = {
+    "npy shape (4, 2**62): no overflow": Hostile(
+        "POST",
+        DECODE,
+        npy_with_header(f"{{'descr': '<f4', 'fortran_order': False, 'shape': (4, {2**62}), }}"),
+        422,
+        "invalid_request",
+        "its header says 73,786,976,294,838,206,464",
+    ),
+    "npy shape (2**62, 28, 28)": Hostile(
+        "POST",
+        ENCODE,
+        npy_with_header(f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({2**62}, 28, 28), }}"),
+        413,
+        "payload_too_large",
+        "the limit is 10,000 (the service's cap, DIGITAE_MAX_BULK)",
+    ),
+    "npy header with an expression": Hostile(
+        "POST",
+        DECODE,
+        npy_with_header("{'descr': f, 'fortran_order': False, 'shape': (1, 6), }"),
+        422,
+        "invalid_request",
+        "not a readable .npy file (malformed node or string on line 1: an expression)",
+    ),
+    "npy header with unsortable keys": Hostile(
+        "POST", DECODE, npy_with_header("{1: 2, 'a': 3}"), 422, "invalid_request", "not a readable .npy file"
+    ),
+    "npy header with an unhashable key": Hostile(
+        "POST", DECODE, npy_with_header("{[1]: 2}"), 422, "invalid_request", "not a readable .npy file"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(NPY_HEADERS))
+def test_a_crafted_npy_header_is_refused_clearly(server_client: httpx.Client, name: str) -> None:
+    """Was: shape (4, 2**62) wrapped the size check (a 500 and a traceback for 150 bytes); a header numpy could not
+    read was echoed with an internal memory address, and one with unsortable or unhashable keys was a 500."""
+    case = NPY_HEADERS[name]
+    response = server_client.request(case.method, case.path, **case.request)
+    assert_error(response, case.status, code=case.code, says=case.says, max_bytes=4096)
+    assert not re.search(r"0x[0-9a-f]{6,}", response.text), "an internal memory address in the answer"
+
+
+# -- round 2, findings 4 and 9: JPEG scans and codings (real files from libjpeg-turbo's cjpeg) ---------------------
+
+CJPEG = shutil.which("cjpeg")
+
+
+def cjpeg(image: Image.Image, *options: str) -> bytes:
+    """`image` encoded by libjpeg-turbo's cjpeg with `options` (-progressive, -arithmetic, ...)."""
+    if CJPEG is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI needs cjpeg: .ci/run installs libjpeg-turbo-progs")
+        pytest.skip("no cjpeg: sudo apt-get install -y libjpeg-turbo-progs")
+    source = io.BytesIO()
+    image.save(source, "PPM")
+    return subprocess.run([CJPEG, *options], input=source.getvalue(), capture_output=True, check=True).stdout
+
+
+def drawn_zero(side: int) -> Image.Image:
+    """A black 0 drawn on white, `side` pixels square (a photo of a digit, as big as a phone takes it)."""
+    image = Image.new("RGB", (side, side), "white")
+    ImageDraw.Draw(image).ellipse(
+        (side // 4, side // 6, side * 3 // 4, side * 5 // 6), outline="black", width=side // 14
+    )
+    return image
+
+
+def scan_bomb(data: bytes, copies: int) -> bytes:
+    """A progressive JPEG with its shortest scan repeated `copies` times: each copy costs a pass over every block."""
+    starts = [m.start() for m in re.finditer(rb"\xff\xda", data)]  # in scan data 0xFF is followed by 0 or RSTn
+    ends = [*starts[1:], len(data) - 2]  # the last scan runs to the end-of-image marker
+    start, end = min(zip(starts, ends, strict=True), key=lambda scan: scan[1] - scan[0])
+    return data[:end] + data[start:end] * copies + data[end:]
+
+
+def timed_encode(client: httpx.Client, data: bytes) -> tuple[httpx.Response, float]:
+    start = time.perf_counter()
+    response = client.post(ENCODE, content=data, headers={"content-type": "image/jpeg"})
+    return response, time.perf_counter() - start
+
+
+def test_a_progressive_jpeg_scan_bomb_is_refused_before_decoding(server_client: httpx.Client) -> None:
+    """Round 2, finding 4. Was: a 5000x5000 progressive JPEG with one scan repeated hundreds of times held a decode
+    thread for 9 s (67 s at 2.4 MB). Now a JPEG of over MAX_JPEG_SCANS scans is refused from its headers, and an
+    ordinary progressive JPEG of the same size still decodes."""
+    progressive = cjpeg(drawn_zero(5000), "-progressive")
+    bomb = scan_bomb(progressive, 300)
+    normal, normal_s = timed_encode(server_client, progressive)
+    assert normal.status_code == 200, normal.text
+    refused, refused_s = timed_encode(server_client, bomb)
+    assert_error(refused, 415, code="unsupported_media_type", says="the JPEG has 310 scans; at most 16")
+    print(f"5000x5000 progressive JPEG ({len(progressive):,} bytes): 200 in {normal_s:.2f} s; with 300 copies of "
+          f"a scan ({len(bomb):,} bytes): 415 in {refused_s:.3f} s")  # fmt: skip
+    assert server_client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "options", [("-arithmetic",), ("-arithmetic", "-progressive")], ids=["baseline", "progressive"]
+)
+def test_an_arithmetic_coded_jpeg_is_read(server_client: httpx.Client, options: tuple[str, ...]) -> None:
+    response = server_client.post(
+        ENCODE, content=cjpeg(drawn_zero(300), *options), headers={"content-type": "image/jpeg"}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_an_arithmetic_coded_jpeg_whose_header_lies_is_refused(server_client: httpx.Client) -> None:
+    """Round 2, finding 9. Was: 222 bytes of arithmetic-coded JPEG claiming 4999x5000 got 200 and a latent of the
+    gray that libjpeg fills in. Now every coding is held to a least number of bits per 8x8 block."""
+    data = bytearray(cjpeg(drawn_zero(28).convert("L"), "-arithmetic", "-grayscale"))
+    at = data.index(b"\xff\xc9")  # the arithmetic-coded frame header: height, then width
+    data[at + 5 : at + 9] = (5000).to_bytes(2, "big") + (4999).to_bytes(2, "big")
+    response = server_client.post(ENCODE, content=bytes(data), headers={"content-type": "image/jpeg"})
+    assert_error(response, 415, code="unsupported_media_type", says="claims 4999x5000 pixels but the file is far too")
+    assert "arithmetic-coded" in response.json()["error"]["message"]
 
 
 TRAVERSALS = [

@@ -3,7 +3,8 @@ the "bounded by construction" issue and asserts the bound that now holds (status
 memory growth, /healthz latency measured while the attack runs).
 
 Findings covered: 1 (validation errors without bound), 2 (decoding on the event loop, judged by compressed size),
-3 (concurrent large decodes), 9 (errors echoing whole headers), 10 (a JPEG whose header lies).
+3 (concurrent large decodes), 9 (errors echoing whole headers), 10 (a JPEG whose header lies); round 2: 8 (two
+Content-Type headers), 13 (a trailing-slash redirect built from the Host header).
 """
 
 from __future__ import annotations
@@ -222,3 +223,33 @@ def test_a_jpeg_whose_header_lies_is_refused_like_a_png(client: httpx.Client) ->
     assert "far too short" in error_of(response)["message"]
     honest = png_bytes(example_digit(), fmt="JPEG", quality=90)
     assert client.post(ENCODE, files={"file": ("digit.jpg", honest, "image/jpeg")}).status_code == 200
+
+
+# -- round 2, finding 8: one reading of Content-Type; finding 13: no redirect built from the Host header -------------
+
+
+@pytest.mark.parametrize(
+    "types", [("application/json", "application/x-npy"), ("application/x-npy", "application/json")]
+)
+def test_two_content_types_are_refused_before_the_body_is_read(server: ServerProcess, types: tuple[str, str]) -> None:
+    """Was: the body cap read the last Content-Type (.npy: 31 MB) and the route the first (JSON), so a 26 MB JSON
+    body was parsed instead of refused (24 at once: +421 MB). Now a request with two is 400, whatever their order."""
+    body = b'{"latent": [' + b"0," * (4 * MiB) + b"0]}"  # 8 MB: over the JSON cap, under the .npy one
+    headers = [("content-type", types[0]), ("content-type", types[1])]
+    assert server.process is not None
+    with RssSampler(server.process.pid) as rss:
+        response = httpx.post(f"{server.url}{DECODE}", content=body, headers=headers, timeout=30)
+    assert response.status_code == 400, response.text[:300]
+    error = error_of(response)
+    assert error["code"] == "bad_request"
+    assert error["message"] == "the request has 2 Content-Type headers; send exactly one"
+    assert rss.growth_mib < 20, f"the server grew by {rss.growth_mib:.0f} MiB reading a body it refuses"
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_header(client: httpx.Client) -> None:
+    """Was: GET /v1/models/ answered 307 to http://<the request's Host header>/v1/models, an open redirect for
+    anyone who can set the header (a cache poisoned by it sends others away). Now an unknown path is 404."""
+    response = client.get("/v1/models/", headers={"host": "evil.example"})
+    assert response.status_code == 404, response.headers
+    assert "location" not in response.headers
+    assert "evil.example" not in response.text

@@ -3,23 +3,31 @@ limits so each takes a second or two: each reproduces a finding of the "bounded 
 asserts the bound that now holds (status, connections closed and when, open descriptors, the log).
 
 Findings covered: 4 (slow and idle connections never closed), 5 (header size unbounded), 7 (a client that
-disconnects mid-body counted as a 500 with a traceback), 8 (log forging), 11 (API keys outside ASCII).
+disconnects mid-body counted as a 500 with a traceback), 8 (log forging), 11 (API keys outside ASCII); round 2:
+2 (a client that does not read its answer), 3 (one client taking every connection; probes on a full server).
 """
 
 from __future__ import annotations
 
+import io
+import socket
 import time
+from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 import pytest
 
-from tests.support import ServerProcess
+from service.runtime.server import PROBE_HEADROOM
+from tests.support import ServerProcess, StartServer
 from tests.support.attacks import HealthProbe, raw, read_until_closed, status_of
 
 IDLE_S, HEADER_S, BODY_S = 1.0, 1.0, 1.5
 MAX_HEADER_BYTES = 8192
 MAX_CONNECTIONS = 24
+WRITE_S = 1.0
+PER_CLIENT = 10
 API_KEY = "schlüssel-ключ-🔑-1"  # outside ASCII, as a person may well choose
 
 
@@ -96,15 +104,15 @@ def test_half_a_body_gets_408_after_the_body_timeout_and_is_logged_so(server: Se
 
 def test_connections_past_the_cap_are_refused_and_descriptors_stay_bounded(server: ServerProcess) -> None:
     """Was: every idle connection held a descriptor until the process ran out and every client failed.
-    Now at most MAX_CONNECTIONS are open; past that a connection gets 503 at once; the idle ones are closed
-    after IDLE_S and the service answers again."""
+    Now at most MAX_CONNECTIONS are open (and PROBE_HEADROOM more, for health probes only); past that a connection
+    gets 503 within a second; the idle ones are closed after IDLE_S and the service answers again."""
     assert server.process is not None
     process = psutil.Process(server.process.pid)
     baseline = process.num_fds()
     held = [raw(server.port) for _ in range(MAX_CONNECTIONS + 40)]
     try:
         time.sleep(0.3)
-        assert process.num_fds() <= baseline + MAX_CONNECTIONS + 2
+        assert process.num_fds() <= baseline + MAX_CONNECTIONS + PROBE_HEADROOM + 2
         refused = [read_until_closed(sock, timeout=2) for sock in held[-20:]]
         assert all(status_of(answer) == 503 for answer in refused), refused[:2]
         assert b"too_many_connections" in refused[0]
@@ -193,3 +201,84 @@ def test_an_api_key_outside_ascii_matches_when_sent_as_utf8(server: ServerProces
     assert httpx.get(f"{server.url}/v1/models", headers=auth()).status_code == 200
     assert httpx.get(f"{server.url}/v1/models", headers=auth(API_KEY[:-1] + "2")).status_code == 401
     assert httpx.get(f"{server.url}/v1/models").status_code == 401
+
+
+# -- round 2, finding 2: a client that does not read its answer ------------------------------------------------------
+
+
+def npy_request(path: str, rows: int, *, source: str | None = None) -> bytes:
+    """A bulk request for `rows` uint8 images as .npy, answered as .npy (float32: 3 KB a row)."""
+    body = io.BytesIO()
+    np.save(body, np.zeros((rows, 28, 28), np.uint8))
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-npy\r\naccept: application/x-npy\r\n"
+        f"content-length: {body.getbuffer().nbytes}\r\n\r\n"
+    ).encode()
+    return head + body.getvalue()
+
+
+def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_bulk_slot(
+    start_server: StartServer, served_models: Path
+) -> None:
+    """Round 2, finding 2. Was: two clients that never read a bulk answer held both bulk slots until they closed,
+    and every other bulk request got 503 `not_ready`. Now the answer's writer waits WRITE_S for the client to
+    read, then drops the connection and its slot; meanwhile a bulk request gets 503 `busy` with Retry-After."""
+    server = start_server(served_models, write_timeout_s=WRITE_S, max_concurrent_bulk=1)
+    reconstruct = "/v1/models/ae-6/reconstruct"
+    one_row = {"content-type": "application/x-npy", "accept": "application/x-npy"}
+    body = io.BytesIO()
+    np.save(body, np.zeros((1, 28, 28), np.uint8))
+    with raw(server.port, receive_buffer=4096) as stalled:
+        stalled.sendall(npy_request(reconstruct, 4000))  # a 12.5 MB answer, far over the socket buffers
+        time.sleep(0.5)
+        busy = httpx.post(f"{server.url}{reconstruct}", content=body.getvalue(), headers=one_row, timeout=10)
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"]["code"] == "busy"
+        assert busy.headers["retry-after"] == "1"
+        start = time.monotonic()
+        while True:  # retried as Retry-After says, until the stalled client's slot is freed
+            answer = httpx.post(f"{server.url}{reconstruct}", content=body.getvalue(), headers=one_row, timeout=10)
+            if answer.status_code != 503 or time.monotonic() - start > WRITE_S + 10:
+                break
+            time.sleep(0.2)
+        waited = time.monotonic() - start
+        assert answer.status_code == 200, f"still {answer.status_code} after {waited:.1f} s: {answer.text}"
+        print(f"bulk slot freed {waited:.1f} s after the stalled client stopped reading (write timeout {WRITE_S} s)")
+        assert np.load(io.BytesIO(answer.content)).shape == (1, 28, 28)
+    assert "write timeout" in wait_for_log(server, "write timeout")
+
+
+# -- round 2, finding 3: one client cannot take every connection; probes are answered past the cap ------------------
+
+
+def test_one_client_cannot_take_every_connection_and_probes_pass_a_full_server(
+    start_server: StartServer, served_models: Path
+) -> None:
+    """Round 2, finding 3. Was: 1,000 idle connections from one client filled the server, and /healthz answered 503
+    (a liveness probe would restart a healthy pod). Now one address holds at most PER_CLIENT connections, and past
+    the cap /healthz and /readyz are still answered while any other request gets 503."""
+    server = start_server(served_models, max_connections=4 * PER_CLIENT, max_connections_per_client=PER_CLIENT)
+    held: list[socket.socket] = []
+    try:
+        flood = [raw(server.port, source="127.0.0.2") for _ in range(3 * PER_CLIENT)]
+        held += flood
+        refused = [read_until_closed(sock, timeout=3) for sock in flood[PER_CLIENT:]]
+        assert all(status_of(answer) == 503 for answer in refused), refused[:2]
+        assert b"DIGITAE_MAX_CONNECTIONS_PER_CLIENT" in refused[0]
+        other = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.9"), timeout=5)
+        with other:
+            assert other.get("/v1/models").status_code == 200  # another client is served
+        for source in ("127.0.0.3", "127.0.0.4", "127.0.0.5"):  # three more clients fill the server
+            held += [raw(server.port, source=source) for _ in range(PER_CLIENT)]
+        time.sleep(0.2)
+        probe = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.9"), timeout=5)
+        with probe:
+            for path in ("/healthz", "/readyz"):
+                answer = probe.get(path)
+                assert answer.status_code == 200, f"{path}: {answer.status_code} {answer.text}"
+            refused_request = probe.get("/v1/models")
+        assert refused_request.status_code == 503
+        assert refused_request.json()["error"]["code"] == "too_many_connections"
+    finally:
+        for sock in held:
+            sock.close()
