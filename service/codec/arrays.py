@@ -8,8 +8,9 @@ takes, at most `max_bulk` rows, and a size that matches the header exactly. The 
 The answer to a bulk request is computed in chunks (each handed to the inference thread whole, see
 `InferenceEngine.in_bulk`) and streamed back chunk by chunk, so the process holds one chunk of results at a time;
 the next chunk is already in the inference thread while the previous one is being written. At most
-`max_concurrent_bulk` bulk requests are served at once per process; one more is answered 503 at once, before its
-body is read, so memory stays bounded whatever the clients do.
+`max_concurrent_bulk` bulk requests are served at once per process; one more is answered 503 `busy` at once, before
+its body is read, so memory stays bounded whatever the clients do. A client that stops reading its answer is cut
+off after DIGITAE_WRITE_TIMEOUT_S (service/runtime/server.py), which ends the stream and frees its slot.
 """
 
 from __future__ import annotations
