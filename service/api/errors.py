@@ -69,7 +69,8 @@ _DESCRIPTIONS = {
     415: "Wrong Content-Type, or the upload is not a decodable PNG, JPEG, BMP, GIF or WebP image.",
     422: "The request is well-formed but invalid (field, range, length, NaN, extra field, empty body...).",
     500: "Unexpected server error; nothing is leaked, quote the request id.",
-    503: "The models are not loaded (yet).",
+    503: "The models are not loaded (yet): `not_ready`; or every bulk slot is taken (a `.npy` request): `busy`, with "
+    "Retry-After.",
 }
 _EXAMPLE_MESSAGES = {
     401: "missing API key: send 'Authorization: Bearer <key>'",
