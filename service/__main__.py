@@ -26,7 +26,7 @@ def main() -> int:
     except ValidationError as exc:
         print(f"digitae: invalid settings (DIGITAE_* environment variables):\n{exc}", file=sys.stderr)
         return 2
-    logging.config.dictConfig(logging_config(settings.log_level))
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     log.info("settings: %s", json.dumps(settings.public(), sort_keys=True))
     try:
         # Load and verify every checkpoint before binding the port, so a bad one is one clear line and exit 1.
@@ -36,11 +36,11 @@ def main() -> int:
         print(f"digitae: cannot start: {exc}", file=sys.stderr)
         return 1
     if settings.worker_count == 1:
-        serve(settings, create_app(settings, registry), logging_config(settings.log_level))
+        serve(settings, create_app(settings, registry), logging_config(settings.log_level, settings.log_format))
     else:
         del registry
         os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())  # workers pass SIGHUP (POST /admin/reload) on to here
-        serve(settings, "service.app:create_app", logging_config(settings.log_level), factory=True)
+        serve(settings, "service.app:create_app", logging_config(settings.log_level, settings.log_format), factory=True)
     return 0
 
 

@@ -33,10 +33,11 @@ from service.catalog.reloading import Reloader, start_reloading
 from service.engine.inference import InferenceEngine
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.in_flight import InFlight, InFlightMiddleware
-from service.middleware.request_context import MODEL_HEADERS, RequestContextMiddleware
+from service.middleware.request_context import MODEL_HEADERS, TRACE_HEADERS, RequestContextMiddleware
 from service.runtime.draining import Drain
 from service.runtime.metrics import observe_batch, observe_model_change
 from service.runtime.server import handle_sighup
+from service.runtime.tracing import start_tracing, stop_tracing
 from service.settings import Settings
 
 log = logging.getLogger("digitae")
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
+        start_tracing()  # only when the OTEL_* variables ask for it; in each worker (its own export thread)
         loaded = registry if registry is not None else build_registry(settings)
         engine = InferenceEngine(settings, observe=observe_batch, worth_waiting=InFlight.others)
         reloader = Reloader(loaded, settings.models_dir, loaded.device, engine.forget_all_but, observe_model_change)
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             stop_reloading()
             app.state.drain.uninstall()
             await engine.close()
+            stop_tracing()
 
     # The Swagger UI and ReDoc assets are served from the package, not a CDN: /docs works offline.
     app = FastAPIOffline(
@@ -142,8 +145,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
-            expose_headers=["X-Request-ID", *MODEL_HEADERS],
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID", *TRACE_HEADERS],
+            expose_headers=["X-Request-ID", *MODEL_HEADERS, *TRACE_HEADERS],
         )
     app.add_middleware(RequestContextMiddleware)
     app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         description="most open connections per worker from one client address (503 past it); 0 = no per-client "
         "cap (behind a balancer every connection has its address)",
     )
+    # -- observability: log format (service/runtime/logs.py); traces are configured by the standard OTEL_* variables
+    # (service/runtime/tracing.py) --
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: one escaped line per record; json: one JSON object per line (for log collectors)"
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from models.networks import SIDE
 from service.codec.errors import BUSY, ApiError, json_bytes
+from service.runtime.tracing import span
 from service.settings import NPY_HEADER_BYTES
 
 NPY = "application/x-npy"
@@ -203,7 +204,8 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def npy_response(array: np.ndarray, headers: dict[str, str] | None = None) -> Response:
-    return Response(npy_bytes(array), media_type=NPY, headers=headers)
+    with span("render", {"digitae.media_type": NPY}):
+        return Response(npy_bytes(array), media_type=NPY, headers=headers)
 
 
 async def npy_chunks(rows: int, chunks: AsyncIterator[np.ndarray]) -> AsyncIterator[bytes]:

@@ -19,6 +19,7 @@ from service.catalog.registry import ServedModel
 from service.codec.errors import ApiError, clip, json_bytes
 from service.codec.imaging import encode_png_grid, png_base64
 from service.engine.inference import CorruptionPlan, Encoding, Reconstruction, Rectangle, Verdict
+from service.runtime.tracing import span
 
 JSON = "application/json"
 PNG = "image/png"
@@ -64,7 +65,8 @@ def negotiate(accept: str | None, offers: tuple[str, ...]) -> str | None:
 
 
 def json_response(payload: Any, status_code: int = 200) -> Response:
-    return Response(json_bytes(payload), status_code=status_code, media_type=JSON)
+    with span("render", {"digitae.media_type": JSON}):
+        return Response(json_bytes(payload), status_code=status_code, media_type=JSON)
 
 
 # -- choosing the answer's form ------------------------------------------------------------------------
@@ -92,7 +94,8 @@ class ImageOutput:
 
     def png_response(self, images: Sequence[np.ndarray], columns: int | None = None) -> Response:
         """One PNG: the image, or a grid of several (rows of `columns`, default up to 10)."""
-        return Response(encode_png_grid(images, self.upscale, columns), media_type=PNG)
+        with span("render", {"digitae.media_type": PNG}):
+            return Response(encode_png_grid(images, self.upscale, columns), media_type=PNG)
 
     def fields(self, valid: tuple[str, ...]) -> frozenset[str]:
         """The JSON fields to write: those asked for in `fields`, else all of `valid`."""

@@ -19,7 +19,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from service.runtime import tracing
 
 log = logging.getLogger("digitae.batching")
 
@@ -41,6 +43,7 @@ class MicroBatcher(Generic[Item, Result]):
         enabled: bool = True,
         observe: Observer | None = None,
         worth_waiting: Callable[[], bool] = lambda: True,
+        span_attributes: dict[str, Any] | None = None,
     ) -> None:
         self._run = run
         self._executor = executor
@@ -49,7 +52,9 @@ class MicroBatcher(Generic[Item, Result]):
         self.enabled = enabled
         self._observe = observe
         self._worth_waiting = worth_waiting
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self.span_attributes = span_attributes or {}  # on the spans of the forward passes (tracing on)
+        # each item, its caller's future, and (tracing on) the caller's "wait for batch" span
+        self._pending: list[tuple[Item, asyncio.Future[Result], Any]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -64,14 +69,15 @@ class MicroBatcher(Generic[Item, Result]):
             for start in range(0, len(items), self.max_size):
                 results += await self._call(list(items[start : start + self.max_size]))
             return results
-        loop = asyncio.get_running_loop()
-        futures = []
-        for item in items:
-            future: asyncio.Future[Result] = loop.create_future()
-            self._pending.append((item, future))
-            futures.append(future)
-        self._schedule(loop)
-        return list(await asyncio.gather(*futures))
+        with tracing.span("wait for batch", self.span_attributes) as waiting:
+            loop = asyncio.get_running_loop()
+            futures = []
+            for item in items:
+                future: asyncio.Future[Result] = loop.create_future()
+                self._pending.append((item, future, waiting))
+                futures.append(future)
+            self._schedule(loop)
+            return list(await asyncio.gather(*futures))
 
     # -- scheduling (event loop only) -------------------------------------------------------------
 
@@ -92,7 +98,7 @@ class MicroBatcher(Generic[Item, Result]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        live = [(item, future) for item, future in self._pending if not future.done()]  # drop cancelled callers
+        live = [entry for entry in self._pending if not entry[1].done()]  # drop cancelled callers
         batch, self._pending = live[: self.max_size], live[self.max_size :]
         if not batch:
             return
@@ -101,14 +107,15 @@ class MicroBatcher(Generic[Item, Result]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _process(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _process(self, batch: list[tuple[Item, asyncio.Future[Result], Any]]) -> None:
         try:
-            items = [item for item, _ in batch]
+            items = [item for item, _, _ in batch]
+            served = list({id(span): span for _, _, span in batch if span is not None}.values())
             try:
-                outcomes: list[Result | BaseException] = list(await self._call(items))
+                outcomes: list[Result | BaseException] = list(await self._call(items, served))
             except Exception as exc:
                 outcomes = await self._one_by_one(items) if len(items) > 1 else [exc]
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, future, _), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if isinstance(outcome, BaseException):
@@ -116,7 +123,7 @@ class MicroBatcher(Generic[Item, Result]):
                 else:
                     future.set_result(outcome)
         except BaseException as exc:  # cancelled at shutdown, or a bug here: never leave a caller hanging
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("batch cancelled"))
             raise
@@ -134,10 +141,11 @@ class MicroBatcher(Generic[Item, Result]):
                 outcomes.append(exc)
         return outcomes
 
-    async def _call(self, items: list[Item]) -> list[Result]:
-        """Run one forward pass in the worker thread."""
+    async def _call(self, items: list[Item], served: list[Any] | None = None) -> list[Result]:
+        """Run one forward pass in the worker thread (`served`: the spans of the requests it serves)."""
         loop = asyncio.get_running_loop()
-        results, seconds = await loop.run_in_executor(self._executor, self._timed_run, items)
+        with tracing.forward_pass_span(self.span_attributes, len(items), served):
+            results, seconds = await loop.run_in_executor(self._executor, self._timed_run, items)
         if self._observe is not None:
             self._observe(len(items), seconds)
         if len(results) != len(items):
@@ -157,7 +165,7 @@ class MicroBatcher(Generic[Item, Result]):
             self._timer = None
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        for _, future in self._pending:
+        for _, future, _ in self._pending:
             if not future.done():
                 future.set_exception(RuntimeError("the service is shutting down"))
         self._pending.clear()

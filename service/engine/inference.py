@@ -28,6 +28,7 @@ from service.catalog.registry import ServedJudge, ServedModel
 from service.codec.schemas import CorruptionSpec, OcclusionSpec, PathEnd
 from service.engine import graphs
 from service.engine.batching import MicroBatcher
+from service.runtime.tracing import forward_pass_span
 from service.settings import Settings
 
 
@@ -139,6 +140,13 @@ def _encodings(mu: Tensor, logvar: Tensor | None, distances: Tensor) -> list[Enc
 
 # -- the engine (event loop) ------------------------------------------------------------------------
 
+
+def span_attributes(model: ServedModel | ServedJudge, operation: str) -> dict[str, str]:
+    """What the spans of a model's forward passes carry (tracing on)."""
+    version = model.version if isinstance(model, ServedModel) else ""
+    return {"digitae.model.name": model.name, "digitae.model.version": version, "digitae.operation": operation}
+
+
 BatchObserver = Callable[[str, str, int, float], None]  # (model, operation, batch size, seconds)
 
 
@@ -180,6 +188,7 @@ class InferenceEngine:
                 enabled=settings.microbatch_enabled,
                 observe=partial(observe, model.name, operation) if observe is not None else None,
                 worth_waiting=self._worth_waiting,
+                span_attributes=span_attributes(model, operation),
             )
         return batcher
 
@@ -205,7 +214,8 @@ class InferenceEngine:
                 results += part
             return results
 
-        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        with forward_pass_span(span_attributes(model, operation), len(items)):
+            return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     async def encode(self, model: ServedModel, images: list[np.ndarray]) -> list[Encoding]:
         return await self._batcher(model, "encode").submit_many(images)

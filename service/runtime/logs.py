@@ -16,17 +16,35 @@ from logging.handlers import QueueHandler
 from typing import Any, NamedTuple
 
 ACCESS_LINE = "%s %s %d %.1fms request_id=%s"
+TRACED_ACCESS_LINE = ACCESS_LINE + " trace_id=%s"  # while tracing is on
 
 
 class AccessLine(NamedTuple):
-    """An access line as the request leaves it: a tuple, made into a log record in the writer's thread."""
+    """An access line as the request leaves it: a tuple, made into a log record in the writer's thread.
+    The text line shows the first fields; the JSON line (DIGITAE_LOG_FORMAT=json) all of them."""
 
     created: float
-    args: tuple[Any, ...]
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+    request_id: str
+    trace_id: str  # "" while tracing is off
+    route: str  # the route template (bounded), the path being in the message
+    model: str | None
+    model_version: str | None
+    client: str | None  # the client's address (the forwarded one behind a trusted proxy)
 
     def record(self) -> logging.LogRecord:
         access_log = logging.getLogger("digitae.access")
-        record = access_log.makeRecord(access_log.name, logging.INFO, "", 0, ACCESS_LINE, self.args, None)
+        args: tuple[Any, ...] = (self.method, self.path, self.status, self.duration_ms, self.request_id)
+        if self.trace_id:
+            text, args = TRACED_ACCESS_LINE, (*args, self.trace_id)
+        else:
+            text = ACCESS_LINE
+        fields = self._asdict()
+        del fields["created"]
+        record = access_log.makeRecord(access_log.name, logging.INFO, "", 0, text, args, None, extra=fields)
         record.created, record.msecs = self.created, (self.created % 1) * 1000
         return record
 
@@ -128,13 +146,35 @@ class EscapingFormatter(PlainFormatter):
         return escape_control(super().format(record))
 
 
-def logging_config(level: str) -> dict[str, Any]:
+def json_formatter() -> logging.Formatter:
+    """DIGITAE_LOG_FORMAT=json: one JSON object per line (python-json-logger), with `timestamp`, `level`,
+    `logger`, `message` and the fields a record carries (an access line's request_id, trace_id, method, route,
+    status, duration_ms, model, model_version, client). JSON's escaping (ASCII only: every control character,
+    line break and non-ASCII character as a \\u escape) keeps each record one line that no client text can forge."""
+    from pythonjsonlogger.json import JsonFormatter  # imported only when chosen
+
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp=True,
+        json_ensure_ascii=True,
+    )
+
+
+LOG_FORMATS = {
+    "text": {"()": EscapingFormatter, "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    "json": {"()": json_formatter},
+}
+
+
+def logging_config(level: str, log_format: str = "text") -> dict[str, Any]:
     """One format for our loggers and uvicorn's, for `logging.config.dictConfig` and uvicorn's `log_config`
-    (uvicorn applies it in every worker process). The access line is ours; uvicorn's is turned off."""
+    (uvicorn applies it in every worker process). The access line is ours; uvicorn's is turned off.
+    `log_format`: "text" (one escaped line per record) or "json" (one JSON object per line)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"()": EscapingFormatter, "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "formatters": {"plain": LOG_FORMATS[log_format]},
         "handlers": {"stderr": {"()": BackgroundStreamHandler, "formatter": "plain"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {
