@@ -35,7 +35,7 @@ from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.in_flight import InFlight, InFlightMiddleware
 from service.middleware.request_context import MODEL_HEADERS, TRACE_HEADERS, RequestContextMiddleware
 from service.runtime.draining import Drain
-from service.runtime.metrics import observe_batch, observe_model_change
+from service.runtime.metrics import observe_batch, observe_model_change, observe_readiness, observe_served
 from service.runtime.server import handle_sighup
 from service.runtime.tracing import start_tracing, stop_tracing
 from service.settings import Settings
@@ -102,11 +102,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         gc.collect()
         gc.freeze()
         log.info("ready: serving %s", ", ".join(f"{m.name} {m.version}" for m in loaded.models.values()))
+        observe_served({m.name: m.version for m in loaded.models.values()})
+        observe_readiness(True)
         try:
             with handle_sighup(reloader.on_sighup):  # SIGHUP: reload the models now
                 yield
         finally:
             app.state.service = None  # /readyz answers 503 from here on
+            observe_readiness(False)
             stop_reloading()
             app.state.drain.uninstall()
             await engine.close()

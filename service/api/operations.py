@@ -17,7 +17,7 @@ from service.codec.schemas import (
     Health,
     Readiness,
 )
-from service.runtime.metrics import metrics_text
+from service.runtime.metrics import metrics_text, observe_readiness, observe_served
 
 ops = APIRouter(tags=["operations"])
 
@@ -60,6 +60,10 @@ async def readyz(request: Request, service: ServiceDep) -> Response:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    service = request.app.state.service
+    observe_readiness(service is not None and not request.app.state.drain.draining)
+    if service is not None:
+        observe_served({name: model.version for name, model in service.registry.models.items()})
     content, media_type = metrics_text()
     return Response(content, media_type=media_type)

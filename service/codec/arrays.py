@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from models.networks import SIDE
 from service.codec.errors import BUSY, ApiError, json_bytes
+from service.runtime.metrics import BULK_REFUSED
 from service.runtime.tracing import span
 from service.settings import NPY_HEADER_BYTES
 
@@ -132,6 +133,7 @@ class BulkSlots:
     def take(self) -> Release:
         """A slot, or 503; call the returned function (idempotent) to give it back."""
         if self.active >= self.limit:
+            BULK_REFUSED.inc()
             raise ApiError(
                 503,
                 f"{self.active} bulk requests are being served, the most at once (DIGITAE_MAX_CONCURRENT_BULK); "

@@ -1,4 +1,7 @@
-"""Prometheus metrics: requests by route template and status, micro-batches, model changes; the exposition.
+"""Prometheus metrics: requests by route template and status, micro-batches, model changes, refusals, readiness,
+the served versions and memory; the exposition. Names follow Prometheus' conventions (base units in the name,
+`_total` counters) and every label is bounded (methods outside HTTP's own are counted as "other"); checked by
+`promtool check metrics` (tests/delivery/test_prometheus.py).
 
 Metrics are per process. With several workers, set PROMETHEUS_MULTIPROC_DIR to an empty folder
 and /metrics adds up every worker (prometheus_client's multiprocess mode).
@@ -7,6 +10,8 @@ and /metrics adds up every worker (prometheus_client's multiprocess mode).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -14,6 +19,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -48,8 +54,39 @@ MODEL_CHANGES = Counter(
     "Checkpoint folders added, updated, removed or refused (damaged: the previous version serves on) by reloads",
     ["model", "change"],
 )
+# What the alert rules of deploy/prometheus watch beside the requests (each refusal is also answered 503).
+CONNECTIONS_REFUSED = Counter(
+    "digitae_connections_refused",
+    "Connections answered 503 and closed at a connection cap (DIGITAE_MAX_CONNECTIONS, or _PER_CLIENT)",
+)
+BULK_REFUSED = Counter(
+    "digitae_bulk_requests_refused",
+    "application/x-npy requests answered 503 because DIGITAE_MAX_CONCURRENT_BULK were being served",
+)
+MODEL_INFO = Gauge(
+    "digitae_model_info",
+    "1 for each model and version served (0 for a version a reload replaced)",
+    ["model", "version"],
+    multiprocess_mode="livemax",
+)
+MEMORY_USAGE = Gauge(
+    "digitae_memory_usage_bytes",
+    "Memory used by the container (cgroup memory.current), or this process's resident memory outside one",
+    multiprocess_mode="livemostrecent",
+)
+MEMORY_LIMIT = Gauge(
+    "digitae_memory_limit_bytes",
+    "The container's memory limit (cgroup memory.max); 0 when there is none",
+    multiprocess_mode="livemostrecent",
+)
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER_METHOD = "other"  # any other method a client sends: a label value per client-made name would be unbounded
+UNLIMITED_CGROUP_BYTES = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
+
 _request_metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 _MAX_CACHED_SERIES = 1024
+_served_versions: set[tuple[str, str]] = set()
 
 
 def request_metrics(method: str, template: str, status: int) -> tuple[Any, Any]:
@@ -58,7 +95,7 @@ def request_metrics(method: str, template: str, status: int) -> tuple[Any, Any]:
     key = (method, template, status)
     found = _request_metrics.get(key)
     if found is None:
-        labels = (method, template, str(status))
+        labels = (method if method in HTTP_METHODS else OTHER_METHOD, template, str(status))
         found = (HTTP_REQUESTS.labels(*labels), HTTP_LATENCY.labels(*labels))
         if len(_request_metrics) < _MAX_CACHED_SERIES:
             _request_metrics[key] = found
@@ -74,8 +111,60 @@ def observe_model_change(model: str, change: str) -> None:
     MODEL_CHANGES.labels(model, change).inc()
 
 
+_ready: Gauge | None = None
+
+
+def observe_readiness(ready: bool) -> None:
+    """1 while this worker serves its models and is not draining (what /readyz answers 200 for), else 0.
+    The gauge is made on first use: a process that never serves (the supervisor of several workers) must not add a
+    0 of its own to the minimum over the workers."""
+    global _ready
+    if _ready is None:
+        _ready = Gauge(
+            "digitae_ready",
+            "1 while every worker serves its models and is not draining (what /readyz answers 200 for), else 0",
+            multiprocess_mode="livemin",
+        )
+    _ready.set(1 if ready else 0)
+
+
+def observe_served(versions: Mapping[str, str]) -> None:
+    """The model versions served now (model name -> version): 1 for each, 0 for those served before."""
+    now = set(versions.items())
+    for model, version in _served_versions - now:
+        MODEL_INFO.labels(model, version).set(0)
+    for model, version in now:
+        MODEL_INFO.labels(model, version).set(1)
+    _served_versions.clear()
+    _served_versions.update(now)
+
+
+def observe_memory(cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
+    """The container's memory use and limit (cgroup v2, else v1), else this process's resident memory."""
+    usage = limit = None
+    for current, maximum in (
+        ("memory.current", "memory.max"),
+        ("memory/memory.usage_in_bytes", "memory/memory.limit_in_bytes"),
+    ):
+        try:
+            usage = int((cgroup_root / current).read_text())
+            text = (cgroup_root / maximum).read_text().strip()
+            limit = 0 if text == "max" or int(text) >= UNLIMITED_CGROUP_BYTES else int(text)
+            break
+        except (OSError, ValueError):
+            continue
+    if usage is None:
+        try:
+            usage = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            usage = 0
+    MEMORY_USAGE.set(usage)
+    MEMORY_LIMIT.set(limit or 0)
+
+
 def metrics_text() -> tuple[bytes, str]:
     """The exposition text: this process, or every worker in multiprocess mode."""
+    observe_memory()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

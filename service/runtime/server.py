@@ -200,11 +200,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_connection(self, transport: asyncio.Transport, message: str) -> None:
         self.transport = transport
         self._log_refusal()
+        _count_refused_connection()
         transport.write(error_response(503, "too_many_connections", message))
         transport.close()
 
     def _probe_wait_over(self) -> None:
         self.read_timer, self.read_timer_kind = None, ""
+        _count_refused_connection()
         self._answer_and_close(503, "too_many_connections", self._full_message())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -252,6 +254,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self.headers_too_large:
                 self._refuse_headers()
             elif self.probes_only:
+                _count_refused_connection()
                 message = self._full_message() + " (only /healthz and /readyz are answered past it)"
                 self._answer_and_close(503, "too_many_connections", message)
             else:
@@ -390,6 +393,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 def _client_address(transport: asyncio.Transport) -> str | None:
     peer = transport.get_extra_info("peername")
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+def _count_refused_connection() -> None:
+    """digitae_connections_refused_total: a connection answered 503 at a connection cap (the alert rules watch it)."""
+    from service.runtime.metrics import CONNECTIONS_REFUSED  # here: workers import this module, light, first
+
+    CONNECTIONS_REFUSED.inc()
 
 
 class Supervisor(Multiprocess):
