@@ -25,6 +25,7 @@ Figures are printed and written as JSON (bench-results/latest.json). Nothing her
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import platform
@@ -435,6 +436,55 @@ def measure_server_bounds(scratch: Path, plan: Plan, rounds: int = 3) -> dict[in
     return figures
 
 
+class _OtlpSink(http.server.BaseHTTPRequestHandler):
+    """Takes OTLP/HTTP exports and drops them: the tracing measurement's collector."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def measure_tracing(
+    models_dir: Path, scratch: Path, request: loadgen.Request, plan: Plan, rounds: int = 3
+) -> dict[str, float]:
+    """What OpenTelemetry tracing costs a request: the service with tracing off (the default: no OTEL_* variable)
+    and on (every request sampled, its spans exported over OTLP/HTTP to a local sink), up at once, wrk runs
+    alternating at concurrency HIGH; the medians of `rounds` each. (Off against the code before tracing existed:
+    benchmarks/compare.py --base <revision>.)"""
+    import statistics
+    import threading
+
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    versions = {
+        "off": servers.service(models_dir, scratch / "tracing-off.log", workers=plan.workers),
+        "on": servers.service(models_dir, scratch / "tracing-on.log", workers=plan.workers),
+    }
+    for server in versions.values():
+        server.env = {k: v for k, v in server.env.items() if not k.startswith("OTEL_")}
+    versions["on"].env |= {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+        "OTEL_TRACES_SAMPLER": "always_on",
+    }
+    try:
+        with versions["off"], versions["on"]:
+            runs: dict[str, list[float]] = {label: [] for label in versions}
+            for server in versions.values():
+                loadgen.run_wrk(server.url, request, HIGH, plan.warmup_s)
+            for _ in range(rounds):
+                for label, server in versions.items():
+                    runs[label].append(loadgen.run_wrk(server.url, request, HIGH, plan.run_s).rps)
+    finally:
+        sink.shutdown()
+        sink.server_close()
+    return {f"{label}_rps": round(statistics.median(figures), 1) for label, figures in runs.items()}
+
+
 def print_serving(serving: Serving, plan: Plan, batch: int, torch_threads: int) -> None:
     say(f"\nServing {MODEL} over HTTP (one image per request, {plan.run_s:g} s per run)")
     for line in serving_table(serving.served, serving.noop, serving.ceilings, serving.floor):
@@ -571,6 +621,13 @@ def main(argv: list[str] | None = None) -> int:
         say(
             f"\nRequest middleware, CPU per request (benchmarks/middleware_cost.py): app alone {cost['bare']:.1f} us; "
             f"with request id and metrics {cost['nolog']:.1f} us; with the access line too {cost['log']:.1f} us"
+        )
+        progress("tracing off and on")
+        report["tracing"] = tracing = measure_tracing(models_dir, scratch, requests["decode"], plan)
+        say(
+            f"\nTracing (OpenTelemetry), decode at concurrency {HIGH}, medians of alternating runs: off (the default) "
+            f"{tracing['off_rps']:,.0f} req/s; on, every request exported over OTLP {tracing['on_rps']:,.0f} req/s "
+            f"({ratio(tracing['on_rps'], tracing['off_rps']):.2f}x)"
         )
         bulk_results = measure_bulk(models_dir, scratch, plan)
         report["bulk"] = {name: result.to_dict() for name, result in bulk_results.items()}
