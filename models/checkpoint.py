@@ -49,8 +49,10 @@ also hold `metrics.report` (the report's figures at that time).
 
 A save builds the whole folder beside the target under a hidden temporary name and then
 renames it into place, so a crash leaves either the old checkpoint or the new one, never
-a mix. A load checks every file's sha256 against the card, then every tensor's name and
-shape against the network the card describes, and refuses anything else with a
+a mix (models/storage.py: files as readable as the umask allows, 0644 and folders 0755
+under the usual umask 022; a full disk is a `DiskFullError` naming the folder). A load
+checks every file's sha256 against the card, then every tensor's name and shape against
+the network the card describes, and refuses anything else with a
 `CheckpointError` that names the file and what is wrong.
 """
 
@@ -58,21 +60,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 from models.networks import AUTOENCODER_KINDS, KINDS, NUM_DIGITS, Architecture, AutoEncoderNetwork, build_model
+from models.storage import atomic_write_bytes, atomic_write_folder, sha256_of
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -118,61 +116,15 @@ class Checkpoint:
         return self.card.get("latent_dim")
 
 
-# -- hashing and atomic writes -------------------------------------------------------
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path` to write; once written it is synced and renamed over `path`, so readers
-    see the old file or the new one, never half. On any error the temporary file is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    with _replacing(path) as tmp:
-        tmp.write_bytes(data)
+# -- JSON ----------------------------------------------------------------------------
 
 
 def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with open(path, "wb") as f:
-        f.write(_json_bytes(data))
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, _json_bytes(data))
-
-
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    """torch.save through a temporary file and a rename (for training state)."""
-    with _replacing(path) as tmp:
-        torch.save(obj, tmp)
 
 
 # -- save ----------------------------------------------------------------------------
@@ -202,44 +154,23 @@ def save_checkpoint(
     and the sha256 of each file written.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(staging / WEIGHTS_FILE))
-        files = {WEIGHTS_FILE: sha256_of(staging / WEIGHTS_FILE)}
-        # Plain writes are enough inside the staging folder: only the final rename makes it visible.
-        for name, payload in ((CENTROIDS_FILE, centroids), (HISTORY_FILE, history)):
-            if payload is not None:
-                _write_json(staging / name, payload)
-                files[name] = sha256_of(staging / name)
-        full_card = {
-            "format_version": FORMAT_VERSION,
-            "name": directory.name,
-            **card,
-            "kind": model.kind,
-            "latent_dim": getattr(model, "latent_dim", None),
-            "architecture": model.arch.to_dict() if isinstance(model, AutoEncoderNetwork) else None,
-            "files": files,
-        }
-        _write_json(staging / CARD_FILE, full_card)
-        _swap_into_place(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    contents = {WEIGHTS_FILE: save(state)}  # everything in memory first: the size a full disk lacked is known
+    for name, payload in ((CENTROIDS_FILE, centroids), (HISTORY_FILE, history)):
+        if payload is not None:
+            contents[name] = _json_bytes(payload)
+    full_card = {
+        "format_version": FORMAT_VERSION,
+        "name": directory.name,
+        **card,
+        "kind": model.kind,
+        "latent_dim": getattr(model, "latent_dim", None),
+        "architecture": model.arch.to_dict() if isinstance(model, AutoEncoderNetwork) else None,
+        "files": {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()},
+    }
+    contents[CARD_FILE] = _json_bytes(full_card)
+    atomic_write_folder(directory, contents)
     return directory
-
-
-def _swap_into_place(staging: Path, directory: Path) -> None:
-    """Rename the finished staging folder to `directory`; the old one is removed after."""
-    old = None
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-    os.replace(staging, directory)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # -- load ----------------------------------------------------------------------------
@@ -319,10 +250,8 @@ def add_files(directory: Path | str, files: dict[str, bytes]) -> dict[str, Any]:
     verify_files(directory, card)  # never bless a damaged checkpoint with a fresh hash
     for name, content in files.items():
         atomic_write_bytes(directory / name, content)
-        os.chmod(directory / name, 0o644)  # like the files a save writes: readable by the service's user
         card["files"][name] = sha256_of(directory / name)
     atomic_write_json(directory / CARD_FILE, card)
-    os.chmod(directory / CARD_FILE, 0o644)
     return card
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, JUDGE_NAME, CheckpointError
 from models.networks import KINDS
+from models.storage import DiskFullError
 from training.config import ARCHITECTURE_FIELDS, SCHEDULES, TrainConfig, default_for, make_config
 from training.data import DataError, Digits, load_digits
 from training.train import TrainResult, train
@@ -293,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args, args.parser)
     # FloatingPointError: the loss diverged
-    except (DataError, CheckpointError, CommandError, FloatingPointError) as exc:
+    except (DataError, CheckpointError, CommandError, FloatingPointError, DiskFullError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.checkpoint import CheckpointError, atomic_torch_save
+from models.checkpoint import CheckpointError
+from models.storage import atomic_torch_save
 from training.config import TrainConfig
 from training.data import Digits
 

@@ -15,12 +15,10 @@ from models.checkpoint import (
     HISTORY_FILE,
     WEIGHTS_FILE,
     CheckpointError,
-    atomic_torch_save,
-    atomic_write_bytes,
     list_checkpoints,
     load_checkpoint,
-    sha256_of,
 )
+from models.storage import atomic_torch_save, atomic_write_bytes, sha256_of
 from training.train import TrainResult, make_config, train
 
 
