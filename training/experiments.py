@@ -1,6 +1,6 @@
 """The report's experiments as plain functions: models and tensors in, numbers and tensors out.
 
-No plotting and no files here (training/report.py draws and writes). Every forward pass runs
+No plotting and no files here (training/report/ draws and writes). Every forward pass runs
 under `torch.no_grad` in batches, and everything random takes an explicit seed, so the same
 seed gives the same numbers. Images are (N, 1, 28, 28) floats with pixels in [0, 1].
 

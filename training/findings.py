@@ -1,7 +1,7 @@
 """The report's experiments, computed: `measure` loads the checkpoints, runs training/experiments.py
 on one evaluation set, and returns every number (and the tensors the figures draw) as `Findings`.
 
-No Markdown, no figures and no files written here: training/report.py does that. Nothing here
+No Markdown, no figures and no files written here: training/report/ does that. Nothing here
 changes a checkpoint either; the numbers go to the report's own `metrics.json`.
 
 The checkpoints: ae-2 ... ae-6, vae-2, vae-6, the beta-VAEs vae-2-b0.5, vae-2-b4, vae-6-b0.5,
@@ -39,6 +39,17 @@ from models.networks import AUTOENCODER_KINDS
 from training import experiments as ex
 from training.centroids import nearest_centroid_accuracy
 from training.data import Digits, load_digits
+from training.metrics import (
+    GenerationScores,
+    GenerationSpread,
+    ModelMetrics,
+    NoiseCurve,
+    PathEnds,
+    PathSmoothness,
+    Robustness,
+    Spread,
+    required,
+)
 from training.split import split_indices
 
 BETA_VAE_NAMES = ("vae-2-b0.5", "vae-2-b4", "vae-6-b0.5", "vae-6-b4")
@@ -104,7 +115,7 @@ class ModelScales:
 
 @dataclass
 class Findings:
-    """Everything the report shows: numbers in `metrics` (JSON-ready, per model), tensors for the figures."""
+    """Everything the report shows: numbers in `metrics` (typed, per model), tensors for the figures."""
 
     models_dir: Path
     seed: int
@@ -113,14 +124,14 @@ class Findings:
     autoencoders: dict[str, Checkpoint]
     judge: Checkpoint | None
     notes: list[str]
-    metrics: dict[str, dict[str, Any]]
+    metrics: dict[str, ModelMetrics]
     best_ae: str | None = None
     noise_stds: tuple[float, ...] = ()
     centroid_samples: dict[str, Tensor] = field(default_factory=dict)  # the models whose grids are drawn
     paths: dict[str, LatentPath] = field(default_factory=dict)
     scales: dict[str, ModelScales] = field(default_factory=dict)
     generated: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # model -> source -> a few images
-    reference: dict[str, Any] = field(default_factory=dict)  # real digits' generation scores, for scale
+    reference: dict[str, GenerationScores] = field(default_factory=dict)  # real digits' scores, for scale
     training_images: Tensor | None = None  # the training split's images: real digits the judge can score
 
     def seeds(self) -> list[int]:
@@ -132,13 +143,11 @@ class Findings:
 
 
 def centroids_of(ckpt: Checkpoint) -> Tensor:
-    assert ckpt.centroids is not None  # load_checkpoint refuses an auto-encoder without them
-    return ckpt.centroids
+    return required(ckpt.centroids, f"{ckpt.name}'s centroids")  # load_checkpoint refuses an AE without them
 
 
 def spread_of(ckpt: Checkpoint) -> Tensor:
-    assert ckpt.spread is not None  # stored beside the centroids
-    return ckpt.spread
+    return required(ckpt.spread, f"{ckpt.name}'s spread")  # stored beside the centroids
 
 
 def measure(models_dir: Path, data: str | None, test_data: str | None, seed: int = 0) -> Findings:
@@ -158,7 +167,7 @@ def measure(models_dir: Path, data: str | None, test_data: str | None, seed: int
         autoencoders=autoencoders,
         judge=checkpoints.get(JUDGE_NAME),
         notes=notes,
-        metrics={name: {} for name in checkpoints},
+        metrics={name: ModelMetrics() for name in checkpoints},
     )
     measure_scales(findings, data)
     measure_test_loss(findings)
@@ -231,8 +240,8 @@ def _note_other_data(
 def measure_test_loss(f: Findings) -> None:
     """Test MSE of every model; the best AE (lowest test MSE) is the one the robustness section studies."""
     for name, ckpt in f.autoencoders.items():
-        f.metrics[name]["test_mse"] = float(ex.reconstruction_mse(ckpt.network, f.evaluation.images).mean())
-    aes = {n: f.metrics[n]["test_mse"] for n, c in f.autoencoders.items() if c.kind == "ae"}
+        f.metrics[name].test_mse = float(ex.reconstruction_mse(ckpt.network, f.evaluation.images).mean())
+    aes = {n: required(f.metrics[n].test_mse, "test_mse") for n, c in f.autoencoders.items() if c.kind == "ae"}
     f.best_ae = min(aes, key=aes.__getitem__) if aes else None
 
 
@@ -242,7 +251,6 @@ def measure_robustness(f: Findings) -> None:
         return
     images = f.evaluation.images
     noise = GaussianNoise(std=ROBUSTNESS_NOISE_STD)
-    settings = {"noise_std": ROBUSTNESS_NOISE_STD, "occluded_area": list(OCCLUSION.area)}
     losses: dict[str, dict[str, list[float]]] = {name: {"occluded": [], "noisy": []} for name in f.autoencoders}
     for seed in f.seeds():
         inputs = ex.corrupted_inputs(images, OCCLUSION, noise, seed)  # shared by every model
@@ -253,11 +261,11 @@ def measure_robustness(f: Findings) -> None:
             for kind, loss in ex.losses_against_clean(ckpt.network, images, inputs).items():
                 losses[name][kind].append(loss)
     for name in f.autoencoders:
-        spread = {kind: ex.mean_and_std(values) for kind, values in losses[name].items()}
-        f.metrics[name]["robustness"] = {"clean": f.metrics[name]["test_mse"], **spread, **settings}
+        clean = required(f.metrics[name].test_mse, "test_mse")
+        f.metrics[name].robustness = Robustness.of(clean, losses[name], ROBUSTNESS_NOISE_STD, list(OCCLUSION.area))
     f.noise_stds = tuple(sorted({*ex.NOISE_STDS, ROBUSTNESS_NOISE_STD}))
     curve = ex.noise_curve(f.autoencoders[f.best_ae].network, images, f.noise_stds, f.seed + 1)
-    f.metrics[f.best_ae]["noise_curve"] = {"std": list(f.noise_stds), "test_mse": curve, "seed": f.seed + 1}
+    f.metrics[f.best_ae].noise_curve = NoiseCurve(std=list(f.noise_stds), test_mse=curve, seed=f.seed + 1)
 
 
 # -- (4) samples around the centroids ---------------------------------------------------------------
@@ -266,14 +274,14 @@ def measure_robustness(f: Findings) -> None:
 def measure_centroid_samples(f: Findings) -> None:
     # the plain VAE (beta 1) of the largest latent size, as the report's Fig. 3 has it; a beta-VAE only without one
     vaes = sorted(
-        (f.metrics[n].get("beta", 1.0) == 1.0, c.latent_dim, n) for n, c in f.autoencoders.items() if c.kind == "vae"
+        (f.metrics[n].beta in (None, 1.0), c.latent_dim, n) for n, c in f.autoencoders.items() if c.kind == "vae"
     )
     shown = {f.best_ae, vaes[-1][2] if vaes else None} - {None}
     if f.judge is None:
         f.notes.append("No classifier checkpoint: the judge's fractions are left out.")
     for name, ckpt in f.autoencoders.items():
         scales = {"absolute": None, "digit_spread": f.scales[name].spread, "global_std": f.scales[name].global_std}
-        judged: dict[str, dict[str, Any]] = {}
+        judged: dict[str, dict[str, Spread]] = {}
         for reading, _, sigmas in READINGS:
             fractions: list[list[float]] = []
             for seed in f.seeds():
@@ -286,10 +294,10 @@ def measure_centroid_samples(f: Findings) -> None:
                     fractions.append(ex.judged_as_intended(f.judge.network, samples).mean(dim=1).tolist())
             if fractions:
                 judged[reading] = {
-                    f"{sigma:g}": ex.mean_and_std([run[i] for run in fractions]) for i, sigma in enumerate(sigmas)
+                    f"{sigma:g}": Spread.of([run[i] for run in fractions]) for i, sigma in enumerate(sigmas)
                 }
         if judged:
-            f.metrics[name]["judged_as_intended"] = judged
+            f.metrics[name].judged_as_intended = judged
 
 
 # -- (5) the 2-D latent maps, and smoothness between clusters ------------------------------------------
@@ -308,19 +316,18 @@ def measure_paths(f: Findings) -> None:
         verdicts = ex.judge(judge, decoded) if judge is not None else None
         codes = ex.embed(ckpt.network, f.evaluation.images)
         f.paths[name] = LatentPath(first, second, points, decoded, verdicts, codes)
-        f.metrics[name]["latent_path"] = {"from_digit": first, "to_digit": second, "steps": PATH_STEPS}
+        f.metrics[name].latent_path = PathEnds(from_digit=first, to_digit=second, steps=PATH_STEPS)
     if judge is None:
         return
     for name in f.paired_order():
         ckpt = f.autoencoders[name]
         pair_images = ex.decode(ckpt.network, ex.all_centroid_paths(centroids_of(ckpt), PAIR_PATH_STEPS))
-        f.metrics[name]["confident_on_centroid_paths"] = ex.confident_fraction(judge, pair_images)
+        f.metrics[name].confident_on_centroid_paths = ex.confident_fraction(judge, pair_images)
         unit = f.scales[name].unit
-        f.metrics[name]["path_smoothness"] = ex.path_smoothness(
-            ckpt.network, judge, centroids_of(ckpt), unit, SMOOTHNESS_STEPS
-        )
+        smoothness = ex.path_smoothness(ckpt.network, judge, centroids_of(ckpt), unit, SMOOTHNESS_STEPS)
+        f.metrics[name].path_smoothness = PathSmoothness.model_validate(smoothness)
         if name in f.paths:
-            f.metrics[name]["confident_on_path"] = ex.confident_fraction(judge, f.paths[name].decoded)
+            f.metrics[name].confident_on_path = ex.confident_fraction(judge, f.paths[name].decoded)
 
 
 # -- the models' own scales, and generation --------------------------------------------------------
@@ -340,12 +347,12 @@ def measure_scales(f: Findings, data: str | None) -> None:
             f.training_images = train_images
         codes = ex.embed(ckpt.network, train_images)
         f.scales[name] = ModelScales(spread_of(ckpt), codes.std(dim=0), ex.fit_gaussian(codes))
-        f.metrics[name]["global_latent_std"] = codes.std(dim=0).tolist()
-        f.metrics[name]["mean_within_digit_spread"] = float(spread_of(ckpt).mean())
+        f.metrics[name].global_latent_std = codes.std(dim=0).tolist()
+        f.metrics[name].mean_within_digit_spread = float(spread_of(ckpt).mean())
         if ckpt.kind == "vae":
             config = ckpt.card.get("config")
-            f.metrics[name]["beta"] = float(config.get("beta", 1.0)) if isinstance(config, dict) else 1.0
-            f.metrics[name]["kl"] = float(ex.kl_per_image(ckpt.network, f.evaluation.images).mean())
+            f.metrics[name].beta = float(config.get("beta", 1.0)) if isinstance(config, dict) else 1.0
+            f.metrics[name].kl = float(ex.kl_per_image(ckpt.network, f.evaluation.images).mean())
     _note_other_data(digits, list(f.autoencoders.values()), f.notes, "its scales come from other images")
 
 
@@ -358,23 +365,23 @@ def measure_generation(f: Findings) -> None:
     judge = f.judge.network
     reference = ex.feature_statistics(ex.judge_features(judge, f.evaluation.images))
     if f.training_images is not None:  # real digits that are not the evaluation set: the floor to compare with
-        f.reference = {"training": ex.generation_scores(judge, f.training_images, reference)}
+        f.reference = {"training": GenerationScores.of(judge, f.training_images, reference)}
     for name, ckpt in f.autoencoders.items():
         dim = ckpt.latent_dim or 0  # an auto-encoder always has one
         # Each model's own source: the VAE's prior, the AE's fitted Gaussian (the judge makes this the cost).
         sources = {"fitted": f.scales[name].fitted}
         if ckpt.kind == "vae":
             sources = {"prior": (torch.zeros(dim, dtype=torch.float64), torch.eye(dim, dtype=torch.float64))}
-        results: dict[str, Any] = {}
+        results: dict[str, GenerationSpread] = {}
         for source, (mean, cov) in sources.items():
             runs = []
             for seed in f.seeds():
                 images = ex.decode(ckpt.network, ex.gaussian_latents(mean, cov, GENERATED, seed + 3))
-                runs.append(ex.generation_scores(judge, images, reference))
+                runs.append(GenerationScores.of(judge, images, reference))
                 if seed == f.seed:
                     f.generated.setdefault(name, {})[source] = images[:SHOWN_GENERATED]
-            results[source] = {key: ex.mean_and_std([run[key] for run in runs]) for key in runs[0]}
-        f.metrics[name]["generation"] = results
+            results[source] = GenerationSpread.of(runs)
+        f.metrics[name].generation = results
 
 
 # -- (6) recognition by the nearest centroid --------------------------------------------------------
@@ -384,8 +391,8 @@ def measure_recognition(f: Findings) -> None:
     images, labels = f.evaluation.images, f.evaluation.labels
     for name in f.paired_order():
         ckpt = f.autoencoders[name]
-        f.metrics[name]["nearest_centroid_accuracy"] = nearest_centroid_accuracy(
+        f.metrics[name].nearest_centroid_accuracy = nearest_centroid_accuracy(
             ckpt.network, centroids_of(ckpt), images, labels
         )
     if f.judge is not None:
-        f.metrics[JUDGE_NAME]["test_accuracy"] = ex.judge_accuracy(f.judge.network, images, labels)
+        f.metrics[JUDGE_NAME].test_accuracy = ex.judge_accuracy(f.judge.network, images, labels)
