@@ -20,6 +20,10 @@ DEV_STAMP := $(VENV)/.digitae-dev.stamp
 # pins (packaging<24, networkx<2.7) cannot share one environment, or one lock, with pytest and torch.
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
+# The kserve SDK (its InferenceRESTClient drives /v2 in tests/service/api/test_v2_kserve.py) in a venv of its own too:
+# its pins (fastapi, uvicorn, protobuf, ...) need not match our lock.
+KSERVE_VERSION := 0.21.0
+KSERVE := $(VENV)/kserve/bin/python
 INSTALL_INPUTS := pyproject.toml constraints.txt scripts/install.sh
 
 .DEFAULT_GOAL := help
@@ -40,7 +44,7 @@ $(DEV_STAMP): $(INSTALL_INPUTS)
 run: $(RUN_STAMP)  ## serve the committed checkpoints on 127.0.0.1:8000 (settings: DIGITAE_* variables)
 	$(BIN)/python -m service
 
-test: lint $(CHECKOV)  ## lint, then the test suite (without the long soak), with its coverage of the product
+test: lint $(CHECKOV) $(KSERVE)  ## lint, then the test suite (without the long soak), with its coverage of the product
 	$(BIN)/python -m pytest --cov --cov-report=term
 
 # The same four checks run before each commit once `$(BIN)/pre-commit install` is done (.pre-commit-config.yaml).
@@ -80,3 +84,7 @@ lock:  ## update constraints.txt to pyproject.toml (UPGRADE=1: every package at 
 $(CHECKOV):
 	$(if $(PYTHON),$(PYTHON),python3) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
+$(KSERVE):
+	$(if $(PYTHON),$(PYTHON),python3) -m venv $(VENV)/kserve
+	$(VENV)/kserve/bin/pip install --quiet --disable-pip-version-check kserve==$(KSERVE_VERSION)

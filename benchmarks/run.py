@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == REPO_ROOT / "benchmarks":
     sys.path[0] = str(REPO_ROOT)  # run as a script: import the repository's packages, not this folder's modules
 
-from benchmarks import bulk, ceiling, loadgen, middleware_cost, profiling, servers, train_speed  # noqa: E402
+from benchmarks import bulk, ceiling, loadgen, middleware_cost, profiling, protocol, servers, train_speed  # noqa: E402
 
 MODEL = "ae-6"
 LATENT_DIM = 6
@@ -531,6 +531,23 @@ def measure_bulk(models_dir: Path, scratch: Path, plan: Plan) -> dict[str, bulk.
     return results
 
 
+def measure_protocol(models_dir: Path, scratch: Path, plan: Plan) -> dict[str, dict[str, float]]:
+    """/v2 (the Open Inference Protocol, JSON and binary tensors) beside /v1 (JSON and .npy) for the same encode work:
+    cost per image at 1, 64 and 1,000 digits (benchmarks/protocol.py)."""
+    progress("the Open Inference Protocol beside /v1")
+    max_bulk = max(protocol.SIZES)
+    with servers.service(
+        models_dir, scratch / "service-protocol.log", workers=plan.workers, max_bulk=max_bulk
+    ) as server:
+        costs = protocol.measure(server.url, repeats=5 if plan.bulk_repeats == 1 else 20)
+    say(f"\n/v2 (Open Inference Protocol) beside /v1: {MODEL} encode, one request at a time, latents only")
+    for line in protocol.table(costs):
+        say(line)
+    binary, npy = costs[64]["v2 binary"], costs[64]["v1 .npy"]
+    say(f"  64 digits: /v2 binary costs {binary / npy:.2f}x /v1 .npy per image (goal: at most 1x; noisy when shared)")
+    return {str(size): {form: round(us, 1) for form, us in by_form.items()} for size, by_form in costs.items()}
+
+
 def profile_bulk(models_dir: Path, scratch: Path, operation: str, plan: Plan) -> profiling.Profile | None:
     images, _ = bulk.test_images()
     body = bulk.bodies(images, LATENT_DIM)[operation]
@@ -631,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         bulk_results = measure_bulk(models_dir, scratch, plan)
         report["bulk"] = {name: result.to_dict() for name, result in bulk_results.items()}
+        report["protocol_us_per_image"] = measure_protocol(models_dir, scratch, plan)
 
         targets = evaluate_targets(serving.served, serving.noop, bulk_results)
         say("\nTargets (issue 12; ratios from this run)")

@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
-from service.api import generation, inference, models
+from service.api import generation, inference, models, v2
 from service.api.admin import admin
 from service.api.declarations import FIELDS_BY_PATH
 from service.api.deps import Service
@@ -73,6 +73,7 @@ TAGS = [
     {"name": "inference", "description": "Images in, latents and images out; single or batched."},
     {"name": "generation", "description": "New images from the latent space."},
     {"name": "operations", "description": "Liveness, readiness and metrics (never need a key)."},
+    {"name": v2.TAG, "description": "The Open Inference Protocol (KServe V2, Triton's binary tensors): /v2."},
     {"name": "admin", "description": "Operator actions, with the admin key (absent unless DIGITAE_ADMIN_KEY is set)."},
 ]
 
@@ -131,9 +132,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.admin_key = (settings.admin_key or "").encode()
     install_error_handlers(app)
     # Only a keyed service checks keys (and says so in its OpenAPI); an open one skips the work.
-    for routes in (models.v1, inference.v1, generation.v1):
+    for routes in (models.v1, inference.v1, generation.v1, v2.v2):
         app.include_router(routes, dependencies=[Depends(require_api_key)] if settings.api_keys else None)
     app.include_router(ops)
+    app.include_router(v2.health)
     install_explorer(app)
     if settings.admin_key:  # no key, no admin routes at all (404)
         app.include_router(admin, dependencies=[Depends(require_admin_key)])

@@ -21,6 +21,7 @@ from service.codec.schemas import (
     ReconstructRequest,
     SampleRequest,
 )
+from service.codec.tensors import InferenceRequest
 from service.settings import Settings
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
@@ -30,6 +31,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     SampleRequest,
     InterpolateRequest,
     ClassifyRequest,
+    InferenceRequest,  # the Open Inference Protocol's (service/api/v2.py)
 )
 _REF = "#/components/schemas/{model}"
 

@@ -95,6 +95,7 @@ class ServedJudge:
     name: str
     network: torch.nn.Module
     device: torch.device
+    version: str = ""  # model_version(card), as for the auto-encoders (the Open Inference Protocol names it)
 
 
 @dataclass
@@ -176,7 +177,7 @@ def load_folder(folder: Path, device: torch.device) -> ServedModel | ServedJudge
     checkpoint = load_checkpoint(folder, device=device)
     if checkpoint.kind not in AUTOENCODER_KINDS:
         log.info("verified %s (%s, serves /v1/classify)", folder.name, checkpoint.kind)
-        return ServedJudge(folder.name, checkpoint.network, device)
+        return ServedJudge(folder.name, checkpoint.network, device, model_version(checkpoint.card))
     assert checkpoint.centroids is not None and checkpoint.spread is not None  # load_checkpoint guarantees them
     latent_dim = int(checkpoint.card["latent_dim"])
     trained_at = checkpoint.card.get("trained_at")

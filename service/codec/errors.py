@@ -99,6 +99,20 @@ def error_body(code: str, message: str, detail: Any = None, request_id: str | No
     return json_bytes({"error": {"code": code, "message": clip(message), "detail": detail, "request_id": request_id}})
 
 
+PROTOCOL_PREFIX = "/v2"  # the Open Inference Protocol's paths: their errors take its shape, {"error": "<message>"}
+
+
+def speaks_protocol(path: str) -> bool:
+    """Whether `path` is one of the Open Inference Protocol's, whose clients read an error as a string."""
+    return path == PROTOCOL_PREFIX or path.startswith(PROTOCOL_PREFIX + "/")
+
+
+def protocol_error_body(message: str) -> bytes:
+    """The protocol's error shape, `{"error": "<message>"}`, clipped like the envelope (the request id is in
+    X-Request-ID)."""
+    return json_bytes({"error": clip(message)})
+
+
 def error_response(
     request: Request | None,
     status_code: int,
@@ -108,13 +122,22 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
-    body = error_body(code, message, detail, request_id)
+    if request is not None and speaks_protocol(request.url.path):
+        body = protocol_error_body(message)
+    else:
+        body = error_body(code, message, detail, request_id)
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
-async def send_error(send: Send, status: int, message: str, request_id: Any, close: bool = False) -> None:
-    """The error envelope sent straight through ASGI, for middleware that answers before the app runs."""
-    body = error_body(CODES.get(status, "error"), message, request_id=request_id)
+async def send_error(
+    send: Send, status: int, message: str, request_id: Any, close: bool = False, path: str = ""
+) -> None:
+    """The error envelope (the protocol's shape on its `path`s) sent straight through ASGI, for middleware that
+    answers before the app runs."""
+    if speaks_protocol(path):
+        body = protocol_error_body(message)
+    else:
+        body = error_body(CODES.get(status, "error"), message, request_id=request_id)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))

@@ -198,17 +198,21 @@ class InferenceEngine:
         served = {(m.name, m.version) for m in models.values()}
         self._batchers = {key: b for key, b in self._batchers.items() if key[:2] in served}
 
-    async def in_bulk(self, model: ServedModel, operation: str, items: list[Any]) -> list[Any]:
+    async def in_bulk(self, model: ServedModel | ServedJudge, operation: str, items: list[Any]) -> list[Any]:
         """A bulk request's chunk, in one hand-off to the inference thread: forward passes of at most
         microbatch_max_size items back to back, without the micro-batcher's per-item futures (the chunk is already
         several full batches) and without the event loop between them (no idle gap for the inference thread)."""
-        size, function = self._settings.microbatch_max_size, BATCH_FUNCTIONS[operation]
+        size = self._settings.microbatch_max_size
+        if isinstance(model, ServedJudge):
+            function: Callable[[list[Any]], list[Any]] = partial(classify_batch, model)
+        else:
+            function = partial(BATCH_FUNCTIONS[operation], model)
 
         def run() -> list[Any]:
             results: list[Any] = []
             for start in range(0, len(items), size):
                 began = time.perf_counter()
-                part = function(model, items[start : start + size])
+                part = function(items[start : start + size])
                 if self._observe is not None:
                     self._observe(model.name, operation, len(part), time.perf_counter() - began)
                 results += part

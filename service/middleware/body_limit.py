@@ -1,7 +1,9 @@
 """The cap on request bodies: `BodyLimitMiddleware` refuses a body over its cap with 413, from
 `Content-Length` before reading anything, or as soon as the streamed bytes pass the cap, so no route
 ever holds more than the cap in memory. A bulk `.npy` body (application/x-npy) has its own, larger cap, chosen
-from the Content-Type as the routes read it (`declared_media_type`: several Content-Type headers are 400)."""
+from the Content-Type as the routes read it (`declared_media_type`: several Content-Type headers are 400), and so
+does a body of binary tensors (the Open Inference Protocol's binary extension: an Inference-Header-Content-Length
+header), which carries as many images."""
 
 from __future__ import annotations
 
@@ -23,16 +25,17 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            is_npy = declared_media_type(scope.get("headers", ())) == NPY
+            is_npy = declared_media_type(scope.get("headers", ())) == NPY or _has_binary_tensors(scope)
         except ApiError as exc:  # several Content-Type headers
             request_id = scope.get("state", {}).get("request_id")
-            await send_error(send, exc.status_code, exc.message, request_id, close=True)
+            await send_error(send, exc.status_code, exc.message, request_id, close=True, path=scope.get("path", ""))
             return
         declared = _content_length(scope)
         cap = self.npy_max_bytes if is_npy else self.max_bytes
         if declared is not None and declared > cap:
             request_id = scope.get("state", {}).get("request_id")
-            await send_error(send, 413, self._message(declared, cap, is_npy), request_id, close=True)
+            message = self._message(declared, cap, is_npy)
+            await send_error(send, 413, message, request_id, close=True, path=scope.get("path", ""))
             return
         received = 0
 
@@ -50,7 +53,9 @@ class BodyLimitMiddleware:
     @staticmethod
     def _message(declared: int | None, cap: int, is_npy: bool) -> str:
         size = f"{declared:,} bytes" if declared is not None else f"over {cap:,} bytes"
-        setting = "a .npy body by DIGITAE_MAX_BULK rows" if is_npy else "images by DIGITAE_MAX_UPLOAD_BYTES"
+        setting = (
+            "a .npy or binary-tensor body by DIGITAE_MAX_BULK rows" if is_npy else "images by DIGITAE_MAX_UPLOAD_BYTES"
+        )
         return f"the request body is {size}; the limit is {cap:,} bytes ({setting})"
 
 
@@ -64,3 +69,11 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 length = None
     return length
+
+
+def _has_binary_tensors(scope: Scope) -> bool:
+    """Whether the body is binary tensors (the Open Inference Protocol's extension), which take the bulk cap."""
+    return any(name == BINARY_TENSORS_HEADER for name, _ in scope.get("headers", ()))
+
+
+BINARY_TENSORS_HEADER = b"inference-header-content-length"

@@ -143,7 +143,7 @@ class RequestContextMiddleware:
             error_log.exception("unhandled error, request_id=%s", request_id, extra={"request_id": request_id})
             if not started:
                 message = "internal error; quote the request id when reporting it"
-                await send_error(send_with_id, 500, message, request_id)
+                await send_error(send_with_id, 500, message, request_id, path=scope.get("path", ""))
             status = 500
         finally:
             seconds = time.perf_counter() - start

@@ -162,7 +162,8 @@ def test_the_package_stands_alone_without_the_servers_dependencies() -> None:
 
 def readme_python_examples() -> list[str]:
     section = (REPO_ROOT / "README.md").read_text().split("## Clients", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    examples = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    return [example for example in examples if "digitae_client" in example]  # not the section's tritonclient one
 
 
 def test_the_readmes_python_examples_run_against_a_real_server(server: ServerProcess, tmp_path: Path) -> None:

@@ -207,3 +207,46 @@ def test_the_autoscaler_and_the_disruption_budget_select_the_api_pods() -> None:
         deployment["spec"]["selector"]["matchLabels"],
     ):
         assert selector.items() <= labels.items()
+
+
+# -- KServe (deploy/kubernetes/kserve/): the InferenceService and its serving runtime ---------------------------------
+# Without a cluster (and KServe's CRDs) the KServe objects themselves cannot be validated by the API server; what is
+# checked here: they parse, their kinds and API groups, the protocol (v2) on both sides, the runtime the service
+# picks, and the container (a plain Kubernetes Container) against the pinned Kubernetes schemas, as a Pod's.
+
+KSERVE_DIR = KUBERNETES_DIR / "kserve"
+
+
+def kserve_manifests() -> dict[str, dict[str, Any]]:
+    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(KSERVE_DIR.glob("*.yaml"))}
+
+
+def test_the_inference_service_runs_digitae_over_the_open_inference_protocol() -> None:
+    found = kserve_manifests()
+    runtime, service = found["serving-runtime.yaml"], found["inference-service.yaml"]
+    assert (runtime["apiVersion"], runtime["kind"]) == ("serving.kserve.io/v1alpha1", "ServingRuntime")
+    assert (service["apiVersion"], service["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    model = service["spec"]["predictor"]["model"]
+    assert model["protocolVersion"] == "v2" and runtime["spec"]["protocolVersions"] == ["v2"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["modelFormat"]["name"] in [f["name"] for f in runtime["spec"]["supportedModelFormats"]]
+    assert "storageUri" not in model, "the checkpoints are the image's own: nothing is downloaded"
+    namespace = manifests()["namespace.yaml"]["metadata"]["name"]
+    assert runtime["metadata"]["namespace"] == service["metadata"]["namespace"] == namespace
+
+
+def test_the_serving_runtime_container_is_valid_and_probes_the_protocols_health_paths() -> None:
+    (api,) = kserve_manifests()["serving-runtime.yaml"]["spec"]["containers"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "digitae"}, "spec": {"containers": [api]}}
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    assert api["name"] == "kserve-container" and api["image"] == container("deployment.yaml", "api")["image"]
+    settings = Settings(**{e["name"].removeprefix("DIGITAE_").lower(): e["value"] for e in api["env"]})
+    (port,) = api["ports"]
+    assert port["containerPort"] == settings.port and settings.host == "0.0.0.0"
+    app = create_app(settings)
+    for probe, path in (("readinessProbe", "/v2/health/ready"), ("livenessProbe", "/v2/health/live")):
+        target = api[probe]["httpGet"]
+        assert target["path"] == path and target["port"] == port["containerPort"], probe
+        scope = {"type": "http", "path": path, "method": "GET"}
+        assert any(route.matches(scope)[0] == Match.FULL for route in app.routes), path
+    assert api["securityContext"]["runAsUser"] == int(dockerfile_lines("USER")[-1].split(":")[0])

@@ -120,6 +120,7 @@ def _applicable_models(example_name: str) -> list[str]:
 def test_every_docs_example_works_as_it_is(client: TestClient) -> None:
     """What "Try it out" sends: each request example, on the models it is written for."""
     schema = client.get("/openapi.json").json()
+    versions = client.get("/readyz").json()["versions"]  # for the Open Inference Protocol's versioned paths
     tried = 0
     for path, methods in schema["paths"].items():
         operation = methods.get("post")
@@ -127,7 +128,8 @@ def test_every_docs_example_works_as_it_is(client: TestClient) -> None:
             continue
         for example_name, example in operation["requestBody"]["content"]["application/json"]["examples"].items():
             for model in _applicable_models(example_name):
-                response = client.post(path.replace("{name}", model), json=example["value"])
+                live = path.replace("{name}", model).replace("{version}", versions[model])
+                response = client.post(live, json=example["value"])
                 assert response.status_code == 200, f"{path} {example_name} on {model}: {response.text}"
                 tried += 1
         if "multipart/form-data" in operation["requestBody"]["content"]:

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,20 @@ def test_readme_example_runs(command: str, server: ServerProcess, tmp_path: Path
             assert body["digit"] == 7
         if ("/encode" in command or "/reconstruct" in command) and "corruption" not in command:
             assert body["nearest_digit"] == (7 if "seven" in command else 2)
+
+
+def clients_example() -> str:
+    """The Python example of the README's `## Clients` section (tritonclient on /v2)."""
+    section = README.read_text().split("## Clients", 1)[1].split("\n## ", 1)[0]
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL) if "tritonclient" in b]
+    return str(block)
+
+
+def test_readme_clients_example_runs_and_prints_what_it_says(server: ServerProcess, tmp_path: Path) -> None:
+    shutil.copytree(REPO_ROOT / "examples", tmp_path / "examples")
+    code = clients_example()
+    promised = code.rsplit("# ", 1)[1].strip()  # the comment after the last print: what it prints
+    live = code.replace("127.0.0.1:8000", server.url.removeprefix("http://"))
+    result = subprocess.run([sys.executable, "-c", live], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{result.stderr}\n{server.log()[-2000:]}"
+    assert result.stdout.strip() == promised
