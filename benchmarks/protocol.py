@@ -2,9 +2,9 @@
 (over max_batch: the bulk path on both), each as /v1 JSON (`pixels`), /v1 `.npy` bulk, /v2 JSON tensors and /v2 binary
 tensors (Triton's extension, tritonclient's default), answered with the latents alone.
 
-Requests are sent one after another on one keep-alive connection (latency, not throughput: wrk cannot build binary
-bodies); the figure is the median time per request divided by its images: the cost per image of each form. The
-binary protocol should cost no more per image than `.npy` bulk on /v1. Standalone:
+Requests are sent one after another on one keep-alive connection, the forms taking turns (latency, not
+throughput: wrk cannot build binary bodies); the figure is the median time per request divided by its images: the
+cost per image of each form. The binary protocol should cost no more per image than `.npy` bulk on /v1. Standalone:
 `python -m benchmarks.protocol [--repeats N]` (the committed checkpoints; figures on a shared machine are noisy).
 """
 
@@ -82,16 +82,16 @@ def measure(base_url: str, repeats: int, model: str = MODEL) -> dict[int, dict[s
     with httpx.Client(base_url=base_url, timeout=120) as client:
         for size in SIZES:
             images = rng.integers(0, 256, size=(size, 28, 28), dtype=np.uint8)
-            costs[size] = {}
-            for form, call in calls(model, images).items():
-                times = []
-                for _ in range(repeats + 2):  # the first two warm up
+            forms = calls(model, images)
+            times: dict[str, list[float]] = {form: [] for form in forms}
+            for _ in range(repeats + 2):  # the forms take turns (a shared machine's load drifts); two rounds warm up
+                for form, call in forms.items():
                     start = time.perf_counter()
                     response = call(client)
-                    times.append(time.perf_counter() - start)
+                    times[form].append(time.perf_counter() - start)
                     if response.status_code != 200:
                         raise RuntimeError(f"{form} x{size}: {response.status_code} {response.text[:300]}")
-                costs[size][form] = statistics.median(times[2:]) / size * 1e6
+            costs[size] = {form: statistics.median(seconds[2:]) / size * 1e6 for form, seconds in times.items()}
     return costs
 
 

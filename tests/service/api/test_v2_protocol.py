@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +311,61 @@ def test_api_keys_guard_v2_but_not_its_health(start_server: StartServer, served_
         assert keyed.infer("ae-6", [tensor], headers=auth).as_numpy("latent").shape == (1, 6)
         with pytest.raises(InferenceServerException, match="wrong API key"):
             keyed.infer("ae-6", [tensor], headers={"Authorization": "Bearer not-the-key"})
+
+
+def binary_request(images: np.ndarray, outputs: list[str]) -> tuple[bytes, dict[str, str]]:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "images",
+                    "shape": list(images.shape),
+                    "datatype": "UINT8",
+                    "parameters": {"binary_data_size": images.nbytes},
+                }
+            ],
+            "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
+        }
+    ).encode()
+    return header + images.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+def test_bulk_requests_share_the_bulk_slots_with_npy(client: httpx.Client) -> None:
+    """max_concurrent_bulk=1: while a bulk-sized binary body (streamed: no Content-Length) holds the slot, another
+    request over max_batch is refused 503 at once, a batch-sized one is served, and the slot comes back."""
+    body, headers = binary_request(digits(200), ["latent"])
+    started, release = threading.Event(), threading.Event()
+    first: list[httpx.Response] = []
+
+    def slow_body() -> Iterator[bytes]:
+        yield body[:100]
+        started.set()
+        release.wait(20)
+        yield body[100:]
+
+    def send_slowly() -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
+            first.append(other.post("/v2/models/ae-6/infer", content=slow_body(), headers=headers))
+
+    sender = threading.Thread(target=send_slowly)
+    sender.start()
+    try:
+        started.wait(10)
+        over_a_batch, over_headers = binary_request(digits(MAX_BATCH + 1), ["latent"])
+        deadline = time.monotonic() + 10
+        while True:
+            busy = client.post("/v2/models/ae-6/infer", content=over_a_batch, headers=over_headers)
+            if busy.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        error_of(busy, 503, "DIGITAE_MAX_CONCURRENT_BULK")
+        assert busy.headers["retry-after"] == "1"
+        batch, batch_headers = binary_request(digits(MAX_BATCH), ["latent"])
+        assert client.post("/v2/models/ae-6/infer", content=batch, headers=batch_headers).status_code == 200
+    finally:
+        release.set()
+        sender.join(30)
+    assert first[0].status_code == 200, first[0].text[:300]
+    length = int(first[0].headers["inference-header-content-length"])
+    assert json.loads(first[0].content[:length])["outputs"][0]["shape"] == [200, 2 * 3]
+    assert client.post("/v2/models/ae-6/infer", content=over_a_batch, headers=over_headers).status_code == 200

@@ -2,9 +2,9 @@
 the "bounded by construction" issue and asserts the bound that now holds (status, response size, the server's
 memory growth, /healthz latency measured while the attack runs).
 
-Findings covered: 1 (validation errors without bound), 2 (decoding on the event loop, judged by compressed size),
-3 (concurrent large decodes), 9 (errors echoing whole headers), 10 (a JPEG whose header lies); round 2: 8 (two
-Content-Type headers), 13 (a trailing-slash redirect built from the Host header).
+Findings covered: 1 (validation errors without bound, /v2's JSON tensors too), 2 (decoding on the event loop, judged
+by compressed size), 3 (concurrent large decodes), 9 (errors echoing whole headers), 10 (a JPEG whose header lies);
+round 2: 8 (two Content-Type headers), 13 (a trailing-slash redirect built from the Host header).
 """
 
 from __future__ import annotations
@@ -76,6 +76,22 @@ def test_a_million_empty_batch_items_get_one_small_error_at_once(
     assert response.status_code == 422
     assert len(response.content) < 1024
     assert "holds 1,000,000 values" in error_of(response)["message"]
+    assert response.elapsed.total_seconds() < 2.0
+    assert probe.worst < HEALTHZ_WORST_S, probe.latencies
+    assert not probe.failures
+    assert rss.growth_mib < 100, f"RSS grew {rss.growth_mib:.0f} MiB"
+
+
+def test_a_million_json_tensor_values_on_v2_get_one_small_error_at_once(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    """The Open Inference Protocol's JSON tensors are held to the same JSON caps, before parsing."""
+    values = b",".join([b"0"] * 1_000_000)
+    body = b'{"inputs":[{"name":"images","shape":[1000000],"datatype":"UINT8","data":[' + values + b"]}]}"
+    with HealthProbe(server.url) as probe, RssSampler(server.process.pid) as rss:
+        response = client.post("/v2/models/ae-6/infer", content=body, headers=JSON_TYPE)
+    assert response.status_code == 422 and len(response.content) < 1024
+    assert "holds 1,000,003 values" in response.json()["error"], "the protocol's error: a string"
     assert response.elapsed.total_seconds() < 2.0
     assert probe.worst < HEALTHZ_WORST_S, probe.latencies
     assert not probe.failures
