@@ -25,6 +25,7 @@ from service.codec.render import (
 from service.codec.schemas import (
     LATENT_LIMIT,
 )
+from service.settings import Settings
 
 
 def checked_array_field(call: ModelCall, arrays: tuple[str, ...], valid: tuple[str, ...]) -> str:
@@ -54,4 +55,9 @@ async def read_bulk(request: Request, call: ModelCall, what: str) -> tuple[np.nd
 def bulk_chunk(call: ModelCall) -> int:
     """Rows per chunk of a bulk request: a few micro-batches per hand-off to the inference thread (fewer hand-offs,
     more images/s), few enough that single requests queued behind a chunk wait tens of milliseconds, not seconds."""
-    return 4 * call.settings.microbatch_max_size
+    return bulk_chunk_rows(call.settings)
+
+
+def bulk_chunk_rows(settings: Settings) -> int:
+    """`bulk_chunk` from the settings alone (the Open Inference Protocol's bulk path, service/api/v2.py)."""
+    return 4 * settings.microbatch_max_size

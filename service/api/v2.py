@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from models.networks import SIDE
+from service.api.bulk import bulk_chunk_rows
 from service.api.deps import Service, running_service
 from service.api.examples import EXAMPLE_PIXELS
 from service.catalog.registry import ServedJudge, ServedModel, is_model_name
@@ -413,7 +414,7 @@ async def _compute(
         if not bulk:
             results: list[Any] = await batched(as_items(items))
             return results
-        chunk = 4 * service.settings.microbatch_max_size  # as /v1's bulk (service/api/bulk.py)
+        chunk = bulk_chunk_rows(service.settings)  # as /v1's bulk
         collected: list[Any] = []
         async for part in in_chunks(items, chunk, lambda rows: engine.in_bulk(model, operation, as_items(rows))):
             collected += part
