@@ -54,12 +54,20 @@ under the usual umask 022; a full disk is a `DiskFullError` naming the folder). 
 checks every file's sha256 against the card, then every tensor's name and shape against
 the network the card describes, and refuses anything else with a
 `CheckpointError` that names the file and what is wrong.
+
+Bounds: a checkpoint may come from anyone who can write to the models folder, so a load first checks the card
+against `CheckpointBounds` (its latent size and layer widths, and the parameter count of the network it describes,
+counted on torch's `meta` device, which allocates nothing), then each listed file's size (by `stat`), and only then
+reads, hashes (within a time limit) and builds anything. Files and folders that are links out of the models folder
+(the checkpoint folder's parent) are refused before they are opened.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +77,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
-from models.networks import AUTOENCODER_KINDS, KINDS, NUM_DIGITS, Architecture, AutoEncoderNetwork, build_model
+from models.networks import (
+    AUTOENCODER_KINDS,
+    KINDS,
+    NUM_DIGITS,
+    SIDE,
+    Architecture,
+    AutoEncoderNetwork,
+    build_model,
+)
 from models.storage import atomic_write_bytes, atomic_write_folder, sha256_of
 
 FORMAT_VERSION = 1
@@ -80,6 +96,31 @@ HISTORY_FILE = "history.json"
 ATLAS_FILE = "atlas.json"
 DEFAULT_CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
 JUDGE_NAME = "classifier"  # the checkpoint the judge (a digit classifier) is saved as
+
+# What the networks of models/networks.py can use: an auto-encoder's code is smaller than its 28x28 image, and
+# no layer needs more than a few thousand units (the committed checkpoints: latent 2-6, widths 32-128).
+MAX_LATENT_DIM = SIDE * SIDE
+MAX_LAYER_WIDTH = 4096
+MAX_CARD_BYTES = 1 << 20  # the committed cards are 3-4 KB; read whole before anything else is checked
+# centroids, history and atlas are parsed whole into Python objects (several times their size in memory): the
+# committed ones are 85 KB at most; an atlas of all 10,000 MNIST test digits at latent 6 is about 1.5 MB
+MAX_JSON_FILE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class CheckpointBounds:
+    """What loading one checkpoint may cost, checked from its card and its files' sizes before anything is read
+    whole, hashed or allocated. The service takes them from its settings (DIGITAE_MAX_CHECKPOINT_*).
+
+    The defaults hold every committed checkpoint with room: the largest network has 484 thousand parameters
+    (1.9 MB of weights), the largest JSON file is an 85 KB atlas; hashing runs at about 1 GB/s."""
+
+    max_parameters: int = 20_000_000  # 80 MB of float32 weights: 40 times the committed ones
+    max_file_bytes: int = 128 << 20  # any one file the card lists; the weights of max_parameters fit
+    read_timeout_s: float = 30.0  # reading and hashing one checkpoint's files
+
+
+DEFAULT_BOUNDS = CheckpointBounds()
 
 
 class CheckpointError(Exception):
@@ -179,7 +220,17 @@ def save_checkpoint(
 def read_card(directory: Path | str) -> dict[str, Any]:
     """Read and sanity-check a card without touching the weights."""
     path = Path(directory) / CARD_FILE
+    refuse_links_out(path, Path(directory).parent)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(path, "missing") from None
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot be read ({exc.strerror})") from None
+    if size > MAX_CARD_BYTES:
+        raise CheckpointError(path, f"{size} bytes, over the bound of {MAX_CARD_BYTES} for a card")
     card = _read_json(path)
+
     if not isinstance(card, dict):
         raise CheckpointError(path, "the card is not a JSON object")
     if card.get("format_version") != FORMAT_VERSION:
@@ -195,29 +246,92 @@ def read_card(directory: Path | str) -> dict[str, Any]:
     return card
 
 
-def verify_files(directory: Path | str, card: dict[str, Any]) -> None:
-    """Check every file the card lists against its sha256."""
+def refuse_links_out(path: Path, root: Path) -> None:
+    """A `CheckpointError` when `path` is (or lies under) a link that leads out of `root`, the models folder: a
+    checkpoint must never make the service read, hash or describe a file kept elsewhere."""
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        inside = False
+    if not inside:
+        raise CheckpointError(path, "a link out of the models folder (refused: only files inside it are read)")
+
+
+def _within(path: Path, max_bytes: int, deadline: float) -> Callable[[int], None]:
+    """For `sha256_of`: a `CheckpointError` as soon as the file turns out longer than `max_bytes` (it may grow
+    while read) or `deadline` (time.monotonic()) has passed."""
+
+    def check(read: int) -> None:
+        if read > max_bytes:
+            raise CheckpointError(path, f"larger than the bound of {max_bytes} bytes (grew while read)")
+        if time.monotonic() > deadline:
+            raise CheckpointError(path, "reading the checkpoint's files took longer than its time bound")
+
+    return check
+
+
+def check_card_bounds(directory: Path | str, card: dict[str, Any], bounds: CheckpointBounds = DEFAULT_BOUNDS) -> int:
+    """Check the network a card describes against `bounds` without allocating it; returns its parameter count
+    (buffers included: what its weights file holds)."""
+    path = Path(directory) / CARD_FILE
+    latent = card.get("latent_dim")
+    if card["kind"] != "classifier" and isinstance(latent, int) and latent > MAX_LATENT_DIM:
+        raise CheckpointError(path, f"latent_dim is {latent}, over the bound of {MAX_LATENT_DIM} (the image's pixels)")
+    arch = card.get("architecture")
+    if card["kind"] != "classifier" and isinstance(arch, dict):
+        channels = arch.get("channels")
+        widths = [*(channels if isinstance(channels, list | tuple) else [channels]), arch.get("hidden")]
+        if not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_LAYER_WIDTH for w in widths):
+            raise CheckpointError(
+                path, f"architecture {arch!r}: every layer must be 1 to {MAX_LAYER_WIDTH} wide (channels, hidden)"
+            )
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        network = _build_from_card(Path(directory), card)
+    parameters = sum(tensor.numel() for tensor in network.state_dict().values())
+    if parameters > bounds.max_parameters:
+        raise CheckpointError(
+            path, f"describes a network of {parameters} parameters, over the bound of {bounds.max_parameters}"
+        )
+    return parameters
+
+
+def verify_files(directory: Path | str, card: dict[str, Any], bounds: CheckpointBounds = DEFAULT_BOUNDS) -> None:
+    """Check every file the card lists against its sha256: first every name, link and size, then the hashes,
+    all within `bounds.read_timeout_s`."""
     directory = Path(directory)
-    for name, expected in card["files"].items():
-        if Path(name).name != name:
+    paths = []
+    for name in card["files"]:
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise CheckpointError(directory / CARD_FILE, f"file name {name!r} is not a plain name")
         path = directory / name
+        refuse_links_out(path, directory.parent)
         if not path.is_file():
             raise CheckpointError(path, "missing (the card lists it)")
-        actual = sha256_of(path)
+        bound = min(bounds.max_file_bytes, MAX_JSON_FILE_BYTES) if name.endswith(".json") else bounds.max_file_bytes
+        if (size := path.stat().st_size) > bound:
+            raise CheckpointError(path, f"{size} bytes, over the bound of {bound} for this file")
+        paths.append(path)
+    deadline = time.monotonic() + bounds.read_timeout_s
+    for path in paths:
+        expected = str(card["files"][path.name])
+        actual = sha256_of(path, _within(path, bounds.max_file_bytes, deadline))
         if actual != expected:
             raise CheckpointError(
                 path, f"sha256 mismatch: the card says {expected[:12]}…, the file is {actual[:12]}… (damaged or edited)"
             )
 
 
-def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load and verify one checkpoint folder; raise `CheckpointError` on any problem."""
+def load_checkpoint(
+    directory: Path | str, device: str | torch.device = "cpu", bounds: CheckpointBounds = DEFAULT_BOUNDS
+) -> Checkpoint:
+    """Load and verify one checkpoint folder within `bounds`; raise `CheckpointError` on any problem."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(directory, "no such checkpoint folder")
+    refuse_links_out(directory, directory.parent)
     card = read_card(directory)
-    verify_files(directory, card)
+    check_card_bounds(directory, card, bounds)
+    verify_files(directory, card, bounds)
     network = _build_from_card(directory, card)
     state = _read_weights(directory / WEIGHTS_FILE)
     _check_state_matches(directory / WEIGHTS_FILE, network, state)
@@ -265,7 +379,11 @@ def list_checkpoints(root: Path | str = DEFAULT_CHECKPOINTS_DIR) -> list[Path]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_FILE_BYTES + 1)  # never more, even if the file grew after it was checked
+        if len(data) > MAX_JSON_FILE_BYTES:
+            raise CheckpointError(path, f"over the bound of {MAX_JSON_FILE_BYTES} bytes for this file")
+        return json.loads(data)
     except FileNotFoundError:
         raise CheckpointError(path, "missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -63,10 +63,16 @@ def naming_a_full_disk(path: Path, needed: int) -> Iterator[None]:
         raise DiskFullError(path, needed, free) from exc
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path, check: Callable[[int], None] | None = None) -> str:
+    """The file's sha256. `check(bytes read so far)`, called after each MiB read, may raise to stop early (a
+    bound on the size or the time of hashing a file that may be hostile)."""
     digest = hashlib.sha256()
+    read = 0
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
+            read += len(chunk)
+            if check is not None:
+                check(read)
             digest.update(chunk)
     return digest.hexdigest()
 

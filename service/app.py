@@ -80,7 +80,9 @@ TAGS = [
 
 def build_registry(settings: Settings) -> Registry:
     """Load every checkpoint as configured; raises StartupError with a message naming the problem."""
-    return load_registry(settings.models_dir, settings.device, skip_bad=settings.skip_bad_checkpoints)
+    return load_registry(
+        settings.models_dir, settings.device, skip_bad=settings.skip_bad_checkpoints, bounds=settings.checkpoint_bounds
+    )
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -93,7 +95,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         start_tracing()  # only when the OTEL_* variables ask for it; in each worker (its own export thread)
         loaded = registry if registry is not None else build_registry(settings)
         engine = InferenceEngine(settings, observe=observe_batch, worth_waiting=InFlight.others)
-        reloader = Reloader(loaded, settings.models_dir, loaded.device, engine.forget_all_but, observe_model_change)
+        reloader = Reloader(
+            loaded,
+            settings.models_dir,
+            loaded.device,
+            engine.forget_all_but,
+            observe_model_change,
+            settings.checkpoint_bounds,
+        )
         reloader.adopt_startup_state()
         app.state.service = Service(settings=settings, registry=loaded, engine=engine, reloader=reloader)
         app.state.drain.install()

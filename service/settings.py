@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
+from models.checkpoint import DEFAULT_BOUNDS, DEFAULT_CHECKPOINTS_DIR, CheckpointBounds
 from models.networks import SIDE
 
 MiB = 1024 * 1024
@@ -174,6 +174,31 @@ class Settings(BaseSettings):
         values["api_keys"] = [f"***{len(key)} chars***" for key in self.api_keys]
         values["admin_key"] = f"***{len(self.admin_key)} chars***" if self.admin_key else None
         return values
+
+    # -- checkpoint bounds: what loading one checkpoint may cost, checked from its card and its files' sizes before
+    # anything is hashed or allocated (models/checkpoint.py CheckpointBounds holds the defaults and why) --
+    max_checkpoint_parameters: int = Field(
+        DEFAULT_BOUNDS.max_parameters,
+        ge=1,
+        description="largest network a checkpoint's card may describe, in parameters; a larger one is refused",
+    )
+    max_checkpoint_file_bytes: int = Field(
+        DEFAULT_BOUNDS.max_file_bytes,
+        ge=1024,
+        description="largest file a checkpoint's card may list, in bytes; a larger one is refused before it is hashed",
+    )
+    checkpoint_read_timeout_s: float = Field(
+        DEFAULT_BOUNDS.read_timeout_s,
+        gt=0,
+        le=3600,
+        description="time to read and hash one checkpoint's files; past it the checkpoint is refused",
+    )
+
+    @property
+    def checkpoint_bounds(self) -> CheckpointBounds:
+        return CheckpointBounds(
+            self.max_checkpoint_parameters, self.max_checkpoint_file_bytes, self.checkpoint_read_timeout_s
+        )
 
 
 def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:

@@ -9,6 +9,8 @@ from service.api.deps import (
     ServiceDep,
 )
 from service.api.errors import error_responses
+from service.api.security import has_admin_key
+from service.catalog.registry import public_problems
 from service.codec.errors import ApiError
 from service.codec.render import (
     json_response,
@@ -32,7 +34,8 @@ async def healthz() -> Response:
     summary="Readiness",
     description="200 once every model is loaded and verified, with the served models and their versions, the "
     "verified judges, the checkpoints skipped at startup and those refused by a reload (damaged: the previous "
-    "version serves on); 503 before that, and from SIGTERM on (draining, then stopping).",
+    "version serves on); 503 before that, and from SIGTERM on (draining, then stopping). Why a checkpoint was "
+    "skipped or refused (which file, which hash) is shown only with the admin key.",
     response_model=Readiness,
     responses=error_responses(503),
 )
@@ -40,14 +43,15 @@ async def readyz(request: Request, service: ServiceDep) -> Response:
     if request.app.state.drain.draining:
         raise ApiError(503, "the service is stopping (draining after SIGTERM); send requests to another replica")
     registry = service.registry
+    admin = await has_admin_key(request)
     return json_response(
         {
             "status": "ready",
             "models": list(registry.models),
             "versions": {name: model.version for name, model in registry.models.items()},
             "judges": registry.judges,
-            "skipped": registry.skipped,
-            "refused": registry.refused,
+            "skipped": registry.skipped if admin else public_problems(registry.skipped, "skipped"),
+            "refused": registry.refused if admin else public_problems(registry.refused, "refused"),
         }
     )
 

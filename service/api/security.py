@@ -54,3 +54,10 @@ async def require_admin_key(
         raise ApiError(401, "missing admin key: send 'Authorization: Bearer <DIGITAE_ADMIN_KEY>'", headers=CHALLENGE)
     if not key_matches(credentials.credentials, [key]):
         raise ApiError(401, "wrong admin key", headers=CHALLENGE)
+
+
+async def has_admin_key(request: Request) -> bool:
+    """Whether the request carries the admin key (for routes open to all that show the admin more, like /readyz)."""
+    key: bytes = request.app.state.admin_key
+    credentials = await bearer(request)
+    return bool(key) and credentials is not None and key_matches(credentials.credentials, [key])

@@ -5,7 +5,9 @@ checkpoint is the judge of the offline experiments: it is verified like the othe
 is refused just the same), reported by /readyz, and served by POST /v1/classify (not as a model).
 
 A folder that fails to load is a `StartupError` naming the file and the problem, or, with
-`skip_bad_checkpoints`, a logged warning and the folder is left out.
+`skip_bad_checkpoints`, a logged warning and the folder is left out. Any failure counts (a card that torch cannot
+build is a `CheckpointError` like a damaged file), and every load is held to `CheckpointBounds` (the settings).
+The problems name files and hashes: /readyz shows them only with the admin key (`public_problems`).
 
 Every model has a `version`: its training date and a short hash of its card (which holds the sha256 of
 every other file), so any change to a checkpoint is a new version. `Registry.models` is only ever
@@ -26,12 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import CheckpointError, load_checkpoint
+from models.checkpoint import DEFAULT_BOUNDS, CheckpointBounds, CheckpointError, load_checkpoint
 from models.device import resolve_device
 from models.networks import AUTOENCODER_KINDS, AutoEncoderNetwork, autoencoder
 
 log = logging.getLogger("digitae.registry")
 
+PROBLEM_MAX_CHARS = 300  # an unexpected error's message, as a problem names it (torch's can be long)
 MODEL_NAME_MAX_LENGTH = 64
 MODEL_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MODEL_NAME_MAX_LENGTH - 1}}}$"
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
@@ -134,9 +137,17 @@ def checkpoint_folders(models_dir: Path) -> list[Path]:
     return sorted(p for p in Path(models_dir).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
 
-def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: bool) -> Registry:
+def public_problems(problems: dict[str, str], state: str) -> dict[str, str]:
+    """What anyone may see of skipped or refused folders: their names and `state`, never the problem itself (it
+    names files, paths and hashes)."""
+    return {name: f"{state} (why: in the log, and shown with the admin key)" for name in problems}
+
+
+def load_registry(
+    models_dir: Path, device: torch.device | str, *, skip_bad: bool, bounds: CheckpointBounds = DEFAULT_BOUNDS
+) -> Registry:
     """Load and verify every checkpoint folder under `models_dir` onto `device` (a torch device, or a
-    DIGITAE_DEVICE name that models.device.resolve_device turns into one)."""
+    DIGITAE_DEVICE name that models.device.resolve_device turns into one), each within `bounds`."""
     if isinstance(device, str):
         try:
             device = resolve_device(device)
@@ -148,7 +159,7 @@ def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: boo
     registry = Registry(device=device)
     for folder in checkpoint_folders(models_dir):
         try:
-            loaded = load_folder(folder, device)
+            loaded = load_folder(folder, device, bounds)
         except CheckpointError as exc:
             problem = f"checkpoint {exc.path}: {exc.problem}"
             if not skip_bad:
@@ -169,12 +180,27 @@ def load_registry(models_dir: Path, device: torch.device | str, *, skip_bad: boo
     return registry
 
 
-def load_folder(folder: Path, device: torch.device) -> ServedModel | ServedJudge:
+def load_folder(
+    folder: Path, device: torch.device, bounds: CheckpointBounds = DEFAULT_BOUNDS
+) -> ServedModel | ServedJudge:
     """Load and verify one checkpoint folder: an auto-encoder to serve, or a judge (the digit classifier).
-    Raises CheckpointError naming the file and the problem."""
+    Raises CheckpointError naming the file and the problem, whatever the problem (torch failing to allocate what a
+    card asks for included)."""
     if not is_model_name(folder.name):
         raise CheckpointError(folder, f"the folder name must match {MODEL_NAME_PATTERN} to be served")
-    checkpoint = load_checkpoint(folder, device=device)
+    try:
+        return _load_folder(folder, device, bounds)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # anything else a hostile or broken checkpoint makes torch or the OS raise
+        message = f"{type(exc).__name__}: {exc}"
+        if len(message) > PROBLEM_MAX_CHARS:
+            message = message[:PROBLEM_MAX_CHARS] + "…"
+        raise CheckpointError(folder, f"cannot be loaded ({message})") from exc
+
+
+def _load_folder(folder: Path, device: torch.device, bounds: CheckpointBounds) -> ServedModel | ServedJudge:
+    checkpoint = load_checkpoint(folder, device=device, bounds=bounds)
     if checkpoint.kind not in AUTOENCODER_KINDS:
         log.info("verified %s (%s, serves /v1/classify)", folder.name, checkpoint.kind)
         return ServedJudge(folder.name, checkpoint.network, device, model_version(checkpoint.card))

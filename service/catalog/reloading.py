@@ -6,7 +6,9 @@ a multi-worker server converges within one polling interval even when a trigger 
 
 How: a folder is looked at again only when its files' (inode, size, mtime) changed since it was last loaded
 (or refused), which costs a few `stat` calls per folder. A new or changed checkpoint is loaded and verified
-first, off the event loop; a damaged one is refused (a warning, `digitae_model_changes_total{change="refused"}`
+first, off the event loop and outside the reload lock, each folder by itself within `CheckpointBounds` (so a huge
+or hostile one is refused from its card and its files' sizes, and never stalls another reload); a folder that fails
+in any way is refused (a warning, `digitae_model_changes_total{change="refused"}`
 and a note in /readyz's `refused`) and the version already loaded keeps serving. Then the whole name -> model
 mapping is replaced in one assignment on the event loop: a request that already holds its model finishes on
 it. A folder must be missing at two looks (SETTLE_S apart) to be removed, since writing a checkpoint renames
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import CheckpointError, read_card
+from models.checkpoint import DEFAULT_BOUNDS, CheckpointBounds, CheckpointError, read_card
 from service.catalog.registry import (
     Registry,
     ServedJudge,
@@ -116,8 +118,10 @@ class Reloader:
         device: torch.device,
         on_swap: Callable[[dict[str, ServedModel]], None] = lambda models: None,
         observe: ChangeObserver | None = None,
+        bounds: CheckpointBounds = DEFAULT_BOUNDS,
     ) -> None:
         self.registry = registry
+        self.bounds = bounds
         self.models_dir = Path(models_dir)
         self.device = device
         self._on_swap = on_swap
@@ -146,9 +150,25 @@ class Reloader:
                 self._seen[name] = print_
 
     async def reload(self, trigger: str) -> ReloadReport:
-        """Look at the folders, load what is new or changed (in a thread), and swap the result in."""
+        """Look at the folders, load what is new or changed (in a thread, outside the lock: however long a folder
+        takes to hash, other reloads go on), then, under the lock, merge the outcome and swap it in."""
+        seen_before = dict(self._seen)
+        try:
+            found = await asyncio.to_thread(self._scan_settled)
+        except OSError as exc:
+            found, scan_problem = (
+                None,
+                (f"the models folder {self.models_dir} cannot be read ({exc.strerror}); nothing was changed"),
+            )
+        else:
+            scan_problem = ""
+        to_load = {name: print_ for name, print_ in (found or {}).items() if seen_before.get(name) != print_}
+        outcomes = await asyncio.to_thread(self._load_folders, to_load) if to_load else {}
         async with self._lock:
-            report, state = await asyncio.to_thread(self._load_changes, trigger)
+            if found is None:
+                report, state = self._refuse_all(ReloadReport(trigger), self._unchanged(), scan_problem)
+            else:
+                report, state = self._merge(trigger, found, to_load, outcomes, seen_before)
             registry = self.registry
             # the swap, on the event loop: each attribute replaced whole, so a reader sees the old or the new
             registry.judges, registry.skipped, registry.refused = state.judges, state.skipped, state.refused
@@ -170,40 +190,63 @@ class Reloader:
             )
         return report
 
-    def _load_changes(self, trigger: str) -> tuple[ReloadReport, _State]:
-        """In a thread: the registry's next state (sharing every unchanged model) and what changed."""
+    def _scan_settled(self) -> dict[str, Fingerprint]:
+        """In a thread: the folders now; a served one that is missing is looked for again SETTLE_S later."""
+        found = scan(self.models_dir)
+        if any(name not in found for name in (*self.registry.models, *self.registry.judges)):
+            time.sleep(SETTLE_S)  # a checkpoint being replaced is missing for an instant
+            found = scan(self.models_dir)
+        return found
+
+    def _load_folders(self, to_load: dict[str, Fingerprint]) -> dict[str, ServedModel | ServedJudge | str]:
+        """In a thread: each folder loaded and verified by itself (within the bounds), or the problem that refused
+        it; one folder's failure, of any kind, never stops the others."""
+        outcomes: dict[str, ServedModel | ServedJudge | str] = {}
+        for name in to_load:
+            try:
+                outcomes[name] = load_folder(self.models_dir / name, self.device, self.bounds)
+            except CheckpointError as exc:
+                outcomes[name] = f"checkpoint {exc.path}: {exc.problem}"
+            except Exception as exc:  # load_folder turns every failure into a CheckpointError; this is a backstop
+                log.exception("loading %s failed", name)
+                outcomes[name] = f"checkpoint {self.models_dir / name}: cannot be loaded ({type(exc).__name__})"
+        return outcomes
+
+    def _unchanged(self) -> _State:
+        registry = self.registry
+        return _State(registry.models, registry.judges, registry.skipped, {**registry.refused})
+
+    def _merge(
+        self,
+        trigger: str,
+        found: dict[str, Fingerprint],
+        to_load: dict[str, Fingerprint],
+        outcomes: dict[str, ServedModel | ServedJudge | str],
+        seen_before: dict[str, Fingerprint],
+    ) -> tuple[ReloadReport, _State]:
+        """Under the lock, no I/O: the registry's next state (sharing every unchanged model) and what changed. A
+        folder another reload took in meanwhile is left as that reload left it (never an older version over it)."""
         report = ReloadReport(trigger)
         registry, current = self.registry, self.registry.models
-        unchanged = _State(current, registry.judges, registry.skipped, {**registry.refused})
-        try:
-            found = scan(self.models_dir)
-            if any(name not in found for name in (*current, *registry.judges)):
-                time.sleep(SETTLE_S)  # a checkpoint being replaced is missing for an instant
-                found = scan(self.models_dir)
-        except OSError as exc:
-            problem = f"the models folder {self.models_dir} cannot be read ({exc.strerror}); nothing was changed"
-            return self._refuse_all(report, unchanged, problem)
-
         state = _State({}, [], {k: v for k, v in registry.skipped.items() if k in found}, {})
         state.refused = {k: v for k, v in registry.refused.items() if k in found}
+        seen = dict(self._seen)  # committed only if this reload is not refused as a whole
         for name, print_ in found.items():
-            if self._seen.get(name) == print_:  # unchanged since it was loaded or refused
+            if name not in to_load or self._seen.get(name) != seen_before.get(name):
                 if name in current:
                     state.models[name] = current[name]
                 elif name in registry.judges:
                     state.judges.append(name)
                 continue
-            self._seen[name] = print_
-            try:
-                loaded = load_folder(self.models_dir / name, self.device)
-            except CheckpointError as exc:
-                problem = f"checkpoint {exc.path}: {exc.problem}"
+            seen[name] = print_
+            loaded = outcomes[name]
+            if isinstance(loaded, str):
+                problem = loaded
                 if name in current:
                     state.models[name] = current[name]
                     problem += f" (still serving version {current[name].version})"
                 report.refused[name] = state.refused[name] = problem
                 log.warning("refused %s", problem)
-                self._count(name, "refused")
                 continue
             state.refused.pop(name, None)
             state.skipped.pop(name, None)
@@ -220,16 +263,20 @@ class Reloader:
 
         report.removed = [name for name in current if name not in found]
         if not state.models:
-            return self._refuse_all(report, unchanged, "no auto-encoder checkpoint would be left; nothing was changed")
-        for name in [name for name in self._seen if name not in found]:
-            self._seen.pop(name)
+            # nothing is taken in: what this reload looked at is looked at again by the next one
+            return self._refuse_all(
+                report, self._unchanged(), "no auto-encoder checkpoint would be left; nothing was changed"
+            )
+        self._seen = {name: print_ for name, print_ in seen.items() if name in found}
+        for name in report.refused:
+            self._count(name, "refused")
         for change in ("added", "updated", "removed"):
             for name in getattr(report, change):
                 self._count(name, change)
         return report, state
 
     def _refuse_all(self, report: ReloadReport, unchanged: _State, problem: str) -> tuple[ReloadReport, _State]:
-        report.added, report.updated, report.removed = [], [], []
+        report.added, report.updated, report.removed, report.refused = [], [], [], {}
         report.refused[ALL] = unchanged.refused[ALL] = problem
         log.warning("reload refused: %s", problem)
         self._count(ALL, "refused")

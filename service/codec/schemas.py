@@ -437,10 +437,10 @@ class Readiness(BaseModel):
     models: list[str]
     versions: dict[str, str] = Field(description="model name -> the version being served")
     judges: list[str] = Field(description="verified classifier checkpoints (the first serves /v1/classify)")
-    skipped: dict[str, str] = Field(description="checkpoint folders left out at startup, and why")
+    skipped: dict[str, str] = Field(description="checkpoint folders left out at startup, and why (with the admin key)")
     refused: dict[str, str] = Field(
-        description="checkpoint folders a reload refused, and why (the version loaded before serves on; "
-        "'*' when a reload was refused as a whole)"
+        description="checkpoint folders a reload refused, and why with the admin key (the version loaded before "
+        "serves on; '*' when a reload was refused as a whole)"
     )
 
 

@@ -52,10 +52,12 @@ def test_no_models_at_all_is_a_clear_error(tmp_path: Path) -> None:
 def test_skip_bad_checkpoints_starts_without_the_bad_one(tmp_path: Path, start_server: StartServer) -> None:
     models = build_checkpoints(tmp_path / "models")
     flip_last_byte(models / "ae-2" / WEIGHTS_FILE)
-    server = start_server(models, skip_bad_checkpoints="true")
+    server = start_server(models, skip_bad_checkpoints="true", admin_key="admin-key-for-tests-0123")
     ready = httpx.get(f"{server.url}/readyz").json()
-    assert ready["models"] == ["ae-6", "vae-2"]
-    assert "ae-2/weights.safetensors" in ready["skipped"]["ae-2"]
+    assert ready["models"] == ["ae-6", "vae-2"] and list(ready["skipped"]) == ["ae-2"]
+    assert "weights" not in ready["skipped"]["ae-2"]  # why: only with the admin key
+    admin = {"Authorization": "Bearer admin-key-for-tests-0123"}
+    assert "ae-2/weights.safetensors" in httpx.get(f"{server.url}/readyz", headers=admin).json()["skipped"]["ae-2"]
     assert [m["name"] for m in httpx.get(f"{server.url}/v1/models").json()] == ["ae-6", "vae-2"]
     assert "WARNING digitae.registry: skipping checkpoint" in server.log()
 

@@ -170,7 +170,7 @@ def test_a_new_checkpoint_reaches_every_worker_under_load_and_a_tampered_one_is_
     models = build_checkpoints(tmp_path / "models", judge=False)
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
-    server = ServerProcess(models, tmp_path / "server.log", workers=2, reload_interval_s=interval)
+    server = ServerProcess(models, tmp_path / "server.log", workers=2, reload_interval_s=interval, admin_key=ADMIN_KEY)
     server.env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     server.start(timeout=90)
     try:
@@ -219,7 +219,7 @@ def test_a_new_checkpoint_reaches_every_worker_under_load_and_a_tampered_one_is_
         # the tampered version: refused by every worker, noted, counted; the new one serves on
         refusals = set(map(int, re.findall(r"reload \(poll\) in pid (\d+): .*refused \['ae-6'\]", log)))
         assert refusals == workers, log[-3000:]
-        ready = httpx.get(f"{server.url}/readyz").json()
+        ready = httpx.get(f"{server.url}/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
         assert "sha256 mismatch" in ready["refused"]["ae-6"] and ready["versions"]["ae-6"] == new
         metrics = httpx.get(f"{server.url}/metrics").text
         assert re.search(r'digitae_model_changes_total\{change="refused",model="ae-6"\} 2\.0', metrics), metrics

@@ -85,11 +85,11 @@ def test_a_tampered_judge_is_refused_too(models_dir: Path) -> None:
 def test_with_skip_bad_checkpoints_the_rest_is_served(models_dir: Path, start_server: StartServer) -> None:
     flip_a_byte(models_dir / "ae-6" / WEIGHTS_FILE)
     lie_about_latent_size(models_dir / "vae-2")
-    server = start_server(models_dir, skip_bad_checkpoints="true")
+    server = start_server(models_dir, skip_bad_checkpoints="true", admin_key="admin-key-for-tests-0123")
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             assert [model["name"] for model in http.get("/v1/models").json()] == ["ae-2"]
-            ready = http.get("/readyz").json()
+            ready = http.get("/readyz", headers={"Authorization": "Bearer admin-key-for-tests-0123"}).json()
             assert ready["models"] == ["ae-2"]
             assert sorted(ready["skipped"]) == ["ae-6", "vae-2"]
             assert f"ae-6/{WEIGHTS_FILE}: sha256 mismatch" in ready["skipped"]["ae-6"]
