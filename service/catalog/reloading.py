@@ -128,6 +128,7 @@ class Reloader:
         self._observe = observe
         self._lock = asyncio.Lock()
         self._seen: dict[str, Fingerprint] = {}  # folder -> fingerprint when last loaded or refused
+        self._loading: dict[str, Fingerprint] = {}  # folder -> fingerprint a reload is loading now (outside the lock)
         self.last_report: ReloadReport | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # reloads started by SIGHUP
 
@@ -162,8 +163,18 @@ class Reloader:
             )
         else:
             scan_problem = ""
-        to_load = {name: print_ for name, print_ in (found or {}).items() if seen_before.get(name) != print_}
-        outcomes = await asyncio.to_thread(self._load_folders, to_load) if to_load else {}
+        to_load = {
+            name: print_
+            for name, print_ in (found or {}).items()
+            if seen_before.get(name) != print_ and self._loading.get(name) != print_  # another reload is at it
+        }
+        self._loading.update(to_load)
+        try:
+            outcomes = await asyncio.to_thread(self._load_folders, to_load) if to_load else {}
+        finally:  # cancelled: what was not loaded is free for the next reload
+            for name, print_ in to_load.items():
+                if self._loading.get(name) == print_:
+                    del self._loading[name]
         async with self._lock:
             if found is None:
                 report, state = self._refuse_all(ReloadReport(trigger), self._unchanged(), scan_problem)
@@ -200,9 +211,10 @@ class Reloader:
 
     def _load_folders(self, to_load: dict[str, Fingerprint]) -> dict[str, ServedModel | ServedJudge | str]:
         """In a thread: each folder loaded and verified by itself (within the bounds), or the problem that refused
-        it; one folder's failure, of any kind, never stops the others."""
+        it; one folder's failure, of any kind, never stops the others. Once a folder is done another reload may load
+        it again (e.g. POST /admin/reload, not waiting for this pass's slowest folder); while it loads, none does."""
         outcomes: dict[str, ServedModel | ServedJudge | str] = {}
-        for name in to_load:
+        for name, print_ in to_load.items():
             try:
                 outcomes[name] = load_folder(self.models_dir / name, self.device, self.bounds)
             except CheckpointError as exc:
@@ -210,6 +222,9 @@ class Reloader:
             except Exception as exc:  # load_folder turns every failure into a CheckpointError; this is a backstop
                 log.exception("loading %s failed", name)
                 outcomes[name] = f"checkpoint {self.models_dir / name}: cannot be loaded ({type(exc).__name__})"
+            finally:
+                if self._loading.get(name) == print_:
+                    del self._loading[name]
         return outcomes
 
     def _unchanged(self) -> _State:
