@@ -3,6 +3,7 @@ every file's size before it is hashed, hashing is bounded in time, and links out
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -77,6 +78,18 @@ def test_a_file_over_the_size_bound_is_refused_before_it_is_read(models: Path) -
     card = json.loads((models / "ae-2" / CARD_FILE).read_text())
     edit_card(models / "ae-2", files={**card["files"], "padding.bin": "0" * 64})
     with pytest.raises(CheckpointError, match=r"padding\.bin: 21474836480 bytes, over the bound of"):
+        load_checkpoint(models / "ae-2")
+
+
+def test_a_json_file_is_bounded_tighter_than_the_weights(models: Path) -> None:
+    """Parsed whole into Python objects, a JSON file costs several times its size: 16 MiB at most."""
+    history = models / "ae-2" / "history.json"
+    history.write_text(json.dumps([{"epoch": 1, "train_loss": 0.1}] * 600_000))  # 19 MB
+    card = json.loads((models / "ae-2" / CARD_FILE).read_text())
+    edit_card(
+        models / "ae-2", files={**card["files"], "history.json": hashlib.sha256(history.read_bytes()).hexdigest()}
+    )
+    with pytest.raises(CheckpointError, match=r"history\.json: \d+ bytes, over the bound of 16777216 for this file"):
         load_checkpoint(models / "ae-2")
 
 
