@@ -154,15 +154,12 @@ class Reloader:
         """Look at the folders, load what is new or changed (in a thread, outside the lock: however long a folder
         takes to hash, other reloads go on), then, under the lock, merge the outcome and swap it in."""
         seen_before = dict(self._seen)
+        found: dict[str, Fingerprint] | None = None
+        scan_problem = ""
         try:
             found = await asyncio.to_thread(self._scan_settled)
         except OSError as exc:
-            found, scan_problem = (
-                None,
-                (f"the models folder {self.models_dir} cannot be read ({exc.strerror}); nothing was changed"),
-            )
-        else:
-            scan_problem = ""
+            scan_problem = f"the models folder {self.models_dir} cannot be read ({exc.strerror}); nothing was changed"
         to_load = {
             name: print_
             for name, print_ in (found or {}).items()

@@ -62,6 +62,7 @@ def test_every_committed_checkpoint_is_within_the_default_bounds() -> None:
         ({"latent_dim": 10**9}, "over the bound of 784"),
         ({"architecture": {"channels": [4, 8, 8], "hidden": 600_000, "batch_norm": True}}, "1 to 4096 wide"),
         ({"architecture": {"channels": [4, -8, 8], "hidden": 16, "batch_norm": True}}, "1 to 4096 wide"),
+        ({"architecture": {"channels": 8, "hidden": 16, "batch_norm": True}}, "cannot build the network it describes"),
         ({"architecture": {"channels": [8, 8, 2048], "hidden": 4096, "batch_norm": True}}, "parameters, over"),
     ],
 )
