@@ -29,6 +29,8 @@ const state = {
   sigma: params.get("sigma") || "1",
   n: params.get("n") || "20",
   sseed: params.get("sseed") || "0",
+  unit: params.get("unit") === "abs" ? "abs" : "spread", // sigma in the digit's own spread, or in latent units
+  z: params.get("z") ? params.get("z").split(",").map(Number) : null, // the latent sliders
 };
 
 function saveState() {
@@ -47,6 +49,8 @@ function saveState() {
   put("sigma", state.sigma, "1");
   put("n", state.n, "20");
   put("sseed", state.sseed, "0");
+  put("unit", state.unit, "spread");
+  if (state.z) p.set("z", state.z.map((v) => +v.toFixed(3)).join(","));
   state.pins.forEach((z, i) => z && p.set("ab"[i], z.map((v) => +v.toFixed(3)).join(",")));
   put("img", state.img);
   history.replaceState(null, "", `${location.pathname}?${p}`);
@@ -168,11 +172,12 @@ function option(value, text, disabled = false) {
 
 let models = []; // GET /v1/models
 const details = new Map(); // name -> {detail, atlas}
+const cards = new Map(); // name -> GET /v1/models/{name}, fetched for every model at start (labels show beta)
 let current = null; // {b64, label}: the image the panels work on (the API's preprocessed input)
 
 async function modelData(name) {
   if (!details.has(name)) {
-    const detail = await getJson(`/v1/models/${name}`);
+    const detail = cards.get(name) || (await getJson(`/v1/models/${name}`));
     let atlas = null;
     try {
       atlas = await getJson(`/v1/models/${name}/atlas`);
@@ -194,8 +199,8 @@ const drawLive = new Latest((err) => showError("draw-error", err));
 function submitImage(source) {
   drawLive.run(async () => {
     const name = state.model;
-    const path = `/v1/models/${name}/reconstruct`;
-    const r = source.file ? await postFile(path, source.file) : await postJson(path, { image: source.b64 });
+    const url = `/v1/models/${name}/reconstruct`;
+    const r = source.file ? await postFile(url, source.file) : await postJson(url, { image: source.b64 });
     showError("draw-error", null);
     current = { b64: r.input, label: source.label };
     state.img = r.input;
@@ -217,7 +222,11 @@ function submitImage(source) {
     strong.textContent = String(encoding.nearest_digit);
     strong.style.background = COLORS[encoding.nearest_digit];
     $("nearest").append("Nearest digit: ", strong, v ? ` — the judge reads the reconstruction as a ${v.digit} (${pct(v.confidence)})` : "");
-    map.set("drawn", { mu: r.latent, sigma: r.logvar ? r.logvar.map((l) => Math.exp(0.5 * l)) : null });
+    const sigma = r.logvar ? r.logvar.map((l) => Math.exp(0.5 * l)) : null;
+    map.set("drawn", { mu: r.latent, sigma });
+    $("posterior-size").textContent = sigma
+      ? `yours: σ = (${sigma.map((v) => v.toFixed(2)).join(", ")}), drawn to scale, so it may hide under the star`
+      : "an auto-encoder has none: one image, one point";
     refreshPathOptions();
     robust();
     if (state.from === "drawn" || state.to === "drawn") path();
@@ -267,11 +276,91 @@ function robust() {
     showError("robust-error", null);
     $("corrupt-in").src = pngUrl(r.input);
     $("corrupt-out").src = pngUrl(r.image);
+    showPatch(r.corruption && r.corruption.occlusion);
+    noiseCurve();
     lossList($("corrupt-losses"), r.loss);
     const verdicts = await judge([r.input, r.image]);
     setVerdict($("corrupt-in-verdict"), verdicts[0]);
     setVerdict($("corrupt-out-verdict"), verdicts[1]);
   });
+}
+
+/** Outline the occluded rectangle: filled with black on a black background, it is otherwise invisible. */
+// The report's Fig. 2, live: the loss against the noise std, for this image, model, occlusion and seed.
+const NOISE_LEVELS = [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5];
+const noiseCurveLive = new Latest((err) => showError("robust-error", err));
+let noiseKey = "";
+
+function noiseCurve() {
+  if (!current) return;
+  const key = JSON.stringify([state.model, current.b64, state.occl, state.seed]);
+  if (key === noiseKey) return markNoise();
+  noiseKey = key;
+  noiseCurveLive.run(async () => {
+    const losses = await Promise.all(NOISE_LEVELS.map(async (std) => {
+      const corruption = { seed: Number(state.seed) || 0, noise: { mean: 0, std } };
+      if (Number(state.occl) > 0) corruption.occlusion = { area: Number(state.occl) };
+      return (await postJson(`/v1/models/${state.model}/reconstruct`, { image: current.b64, corruption })).loss.mse;
+    }));
+    drawNoiseCurve(losses);
+  });
+}
+
+function noiseX(std) {
+  return 40 + (std / NOISE_LEVELS[NOISE_LEVELS.length - 1]) * 270;
+}
+
+function drawNoiseCurve(losses) {
+  const svg = $("noise-curve");
+  const ns = "http://www.w3.org/2000/svg";
+  const top = Math.max(...losses) * 1.1 || 1;
+  const y = (v) => 8 + (1 - v / top) * 100;
+  const el = (name, attrs, text) => {
+    const node = document.createElementNS(ns, name);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text != null) node.textContent = text;
+    return node;
+  };
+  svg.replaceChildren();
+  for (const v of [0, top / 2, top]) {
+    svg.append(el("line", { x1: 40, x2: 310, y1: y(v), y2: y(v), stroke: "#e1e6ee" }));
+    svg.append(el("text", { x: 36, y: y(v) + 4, "text-anchor": "end", class: "bar-label" }, v.toFixed(3)));
+  }
+  for (const std of NOISE_LEVELS) svg.append(el("text", { x: noiseX(std), y: 122, "text-anchor": "middle", class: "bar-label" }, String(std)));
+  svg.append(el("text", { x: 175, y: 137, "text-anchor": "middle", class: "bar-label" }, "noise std (MSE against the clean input)"));
+  const line = el("polyline", {
+    points: NOISE_LEVELS.map((std, i) => `${noiseX(std)},${y(losses[i])}`).join(" "),
+    fill: "none", stroke: "#0072B2", "stroke-width": 2,
+  });
+  line.dataset.mse = losses.join(",");
+  svg.append(line);
+  svg.setAttribute("aria-label", `MSE against the noise std for ${state.model}: `
+    + NOISE_LEVELS.map((std, i) => `${losses[i].toFixed(3)} at ${std}`).join(", "));
+  markNoise();
+}
+
+function markNoise() {
+  const svg = $("noise-curve");
+  svg.querySelector(".noise-mark")?.remove();
+  if (!svg.childElementCount) return;
+  const x = noiseX(Math.min(Number(state.noise), NOISE_LEVELS[NOISE_LEVELS.length - 1]));
+  const mark = document.createElementNS("http://www.w3.org/2000/svg", "line");
+  Object.entries({ x1: x, x2: x, y1: 8, y2: 108, stroke: "#1b2330", "stroke-dasharray": "2 3", class: "noise-mark" })
+    .forEach(([k, v]) => mark.setAttribute(k, v));
+  svg.append(mark);
+}
+
+function showPatch(rect) {
+  const box = $("occl-box");
+  box.hidden = !rect;
+  $("occl-key").hidden = !rect;
+  if (!rect) return;
+  const side = 28;
+  Object.assign(box.style, {
+    left: `${(100 * rect.left) / side}%`, top: `${(100 * rect.top) / side}%`,
+    width: `${(100 * rect.width) / side}%`, height: `${(100 * rect.height) / side}%`,
+  });
+  Object.assign(box.dataset, { top: rect.top, left: rect.left, height: rect.height, width: rect.width });
 }
 
 // -- 3: the map, the pinned point and the sliders --------------------------------------------------
@@ -307,6 +396,9 @@ const map = new LatentMap($("map"), {
         const [v] = await judge([r.image]);
         box.querySelector("span").textContent = v ? `${v.digit} · ${pct(v.confidence)}` : "";
         box.dataset.digit = v ? v.digit : "";
+        $("hover-status").textContent = v
+          ? `Under the cursor the model draws a digit the judge reads as ${v.digit} (${pct(v.confidence)})`
+          : "Under the cursor: decoded";
       }), VERDICT_SETTLE_MS);
     });
   },
@@ -320,11 +412,17 @@ const map = new LatentMap($("map"), {
     state.pins[slot] = latent;
     map.set("pins", state.pins);
     setSliders(latent);
+    state.z = latent;
     pin(latent, `map point ${"AB"[slot]}`);
+    if (slot === 1) [state.from, state.to] = ["A", "B"]; // two pins: the path runs from A to B
     refreshPathOptions();
     saveState();
+    if (slot === 1) path();
   },
 });
+
+/** What the map draws over the digits (samples, path, pins, your code): lets the browser test check it. */
+window.digitae.overlays = () => map.overlays;
 
 /** Where latent `z` is on the page (viewport pixels): lets the browser test point at a centroid. */
 window.digitae.screenOf = (z) => {
@@ -364,7 +462,10 @@ function buildSliders(detail, atlas) {
     const out = document.createElement("output");
     input.addEventListener("input", () => {
       out.textContent = Number(input.value).toFixed(2);
+      input.setAttribute("aria-valuetext", out.textContent);
       const z = sliderLatent();
+      state.z = z;
+      saveState();
       map.set("cursor", map.toPlane(z));
       pin(z, "sliders");
     });
@@ -381,12 +482,39 @@ function setSliders(z) {
   $("dim-sliders").querySelectorAll("input").forEach((s, i) => {
     s.value = z[i];
     s.nextElementSibling.textContent = Number(z[i]).toFixed(2);
+    s.setAttribute("aria-valuetext", s.nextElementSibling.textContent);
   });
+}
+
+/** For a PCA map: how much of the codes' variance each axis holds, and how a hovered point is decoded. */
+function projectionNote(m) {
+  const note = $("map-projection");
+  const variance = map.explained();
+  note.hidden = !variance;
+  if (!variance) return;
+  note.textContent = `PC 1 holds ${pct(variance[0])} and PC 2 ${pct(variance[1])} of the codes' variance; the other `
+    + `${m.latent_dim - 2} dimensions are not drawn. A hovered point is decoded with those dimensions taken from the `
+    + "real codes nearest to it on the map (their mean), so it decodes like the data there; a centroid's disc decodes "
+    + "that centroid itself, and a click pins the full code.";
+}
+
+function lossHelp(kind) {
+  $("loss-help").textContent = "MSE: mean squared error per pixel (0 = perfect). BCE: binary cross-entropy per pixel, "
+    + "the loss the models are trained on (lower is better)."
+    + (kind === "vae" ? " KL: how far this image's posterior is from the prior N(0, I), in nats. ELBO = −(BCE summed "
+      + "over 784 pixels + KL): a lower bound on the image's log-likelihood; it is negative, and higher (closer to 0) "
+      + "is better. A VAE encodes each image as a distribution q(z|x) = N(μ, σ²); training decodes z = μ + σ ⊙ ε "
+      + "with ε ~ N(0, I) (the reparameterisation) and minimises BCE + β·KL; here z = μ is decoded." : "");
 }
 
 // -- 4: paths -----------------------------------------------------------------------------------------
 
-const pathLive = new Latest((err) => showError("path-error", err));
+const pathLive = new Latest((err) => {
+  showError("path-error", err);
+  $("strip").replaceChildren(); // never leave an older path's strip under the error
+  $("path-note").hidden = true;
+  map.set("path", null);
+});
 
 function refreshPathOptions() {
   for (const id of ["path-from", "path-to"]) {
@@ -404,7 +532,7 @@ function refreshPathOptions() {
 }
 
 function pathEnd(value) {
-  if (value.startsWith("d")) return { digit: Number(value.slice(1)) };
+  if (/^d\d$/.test(value)) return { digit: Number(value.slice(1)) };
   if (value === "drawn") return current ? { image: current.b64 } : null;
   const z = state.pins["AB".indexOf(value)];
   return z ? { latent: z } : null;
@@ -420,32 +548,202 @@ function path() {
     map.set("path", r.latents);
     const verdicts = await judge(r.images);
     imageGrid($("strip"), r.images, verdicts, r.t.map((t) => `t=${t.toFixed(2)}`));
+    pathNote(from, to, verdicts);
   });
+}
+
+const PLAY_STEP_MS = 300;
+let playTimer = 0;
+
+/** Animation along the path: each step's image in turn, its point marked on the map. */
+function playPath() {
+  clearInterval(playTimer);
+  const imgs = [...$("strip").querySelectorAll("img.digit")];
+  const latents = map.overlays.path || [];
+  const frame = $("path-frame");
+  if (!imgs.length) return;
+  $("path-player").hidden = false;
+  let step = 0;
+  const show = () => {
+    frame.src = imgs[step].src;
+    frame.alt = `step ${step + 1} of ${imgs.length}: ${imgs[step].alt}`;
+    frame.dataset.step = step;
+    $("path-frame-caption").textContent = imgs[step].closest("figure").querySelector("figcaption")?.textContent || "";
+    if (latents[step]) map.set("cursor", map.toPlane(latents[step]));
+    step += 1;
+    if (step >= imgs.length) clearInterval(playTimer);
+  };
+  show();
+  playTimer = setInterval(show, PLAY_STEP_MS);
+}
+
+/** When a centroid end decodes as another digit, say why: the mean of a digit's codes need not lie among them. */
+function pathNote(from, to, verdicts) {
+  const note = $("path-note");
+  const odd = [[from, verdicts[0]], [to, verdicts[verdicts.length - 1]]]
+    .filter(([end, v]) => end.digit != null && v && v.digit !== end.digit);
+  note.hidden = !odd.length;
+  note.textContent = odd.map(([end, v]) => `The centroid of ${end.digit} decodes as a ${v.digit} (${pct(v.confidence)}): `
+    + `in ${state.model} the mean code of the ${end.digit}s lies among the ${v.digit}s, not in the middle of its own digits `
+    + `(a mean of a curved or split cluster can fall outside it; see the map, panel 4).`).join(" ");
 }
 
 // -- 5: sampling ---------------------------------------------------------------------------------------
 
 const sampleLive = new Latest((err) => showError("sample-error", err));
 
-function sampleBody(kind) {
-  const body = { n: Number(state.n), seed: Number(state.sseed) || 0, sigma: Number(state.sigma) };
-  if (state.sd !== "prior") body.digit = Number(state.sd);
-  else if (kind !== "vae") return null;
-  return body;
+/** A seeded stream of standard normal draws (mulberry32, then Box-Muller): the same seed, the same samples. */
+function normals(seed, count) {
+  let a = seed >>> 0;
+  const uniform = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = [];
+  while (out.length < count) {
+    const r = Math.sqrt(-2 * Math.log(1 - uniform()));
+    const angle = 2 * Math.PI * uniform();
+    out.push(r * Math.cos(angle), r * Math.sin(angle));
+  }
+  return out.slice(0, count);
+}
+
+/**
+ * Samples of model `m` for the panel's settings: {images, latents, digit, sigma, unit} or null (an AE has no prior).
+ * Absolute units: the API's /sample, N(centroid, sigma² I). The digit's own spread (the fair reading across models,
+ * whose latent scales differ about 8x): centroid + sigma · spread ⊙ ε, decoded by /decode.
+ */
+async function drawSamples(m) {
+  const n = Number(state.n);
+  const seed = Number(state.sseed) || 0;
+  const sigma = Number(state.sigma);
+  if (state.sd === "prior") {
+    if (m.kind !== "vae") return null;
+    const r = await postJson(`/v1/models/${m.name}/sample`, { n, seed });
+    return { images: r.images, latents: r.latents, digit: null, sigma: 1, unit: "prior", seed };
+  }
+  const digit = Number(state.sd);
+  if (state.unit === "abs") {
+    const r = await postJson(`/v1/models/${m.name}/sample`, { n, seed, sigma, digit });
+    return { images: r.images, latents: r.latents, digit, sigma, unit: "abs", seed };
+  }
+  const { detail } = await modelData(m.name);
+  const centre = detail.centroids[String(digit)];
+  const spread = detail.spread[String(digit)];
+  const eps = normals(seed, n * centre.length);
+  const latents = [...Array(n).keys()].map((i) => centre.map((c, j) => c + sigma * spread[j] * eps[i * centre.length + j]));
+  const r = await postJson(`/v1/models/${m.name}/decode`, { latents });
+  return { images: r.results.map((x) => x.image), latents, digit, sigma, unit: "spread", seed };
+}
+
+function sigmaText(sigma, unit) {
+  if (unit === "prior") return "the prior N(0, I)";
+  return unit === "abs" ? `sigma ${Number(sigma).toFixed(1)} latent units` : `sigma ${Number(sigma).toFixed(1)} × the digit's spread`;
 }
 
 function sample() {
+  const prior = state.sd === "prior";
+  $("sigma").disabled = prior;
+  $("sigma-unit").disabled = prior;
+  $("sample-help").textContent = prior
+    ? "Codes drawn from the VAE's prior N(0, I), decoded: sigma does not apply. An auto-encoder has no prior."
+    : state.unit === "abs"
+      ? "Codes drawn from N(centroid, sigma² I) in raw latent units, decoded. Models' latent scales differ (about 8× between ae-2 and vae-2), so the same sigma is a small step in one model and a leap in another."
+      : "Codes drawn around the digit's centroid at sigma times that digit's own spread along each dimension (its codes' standard deviation), decoded. Sigma 1 stays inside the digit's cloud in any model: the fair comparison. Triangles on the map show where the samples land.";
   sampleLive.run(async () => {
-    const body = sampleBody(model().kind);
-    if (!body) return;
-    const r = await postJson(`/v1/models/${state.model}/sample`, body);
+    const m = model();
+    const r = await drawSamples(m);
+    if (!r) return;
     showError("sample-error", null);
     const verdicts = await judge(r.images);
     imageGrid($("grid"), r.images, verdicts);
-    Object.assign($("grid").dataset, { seed: r.seed, digit: r.digit ?? "prior", sigma: r.sigma });
-    $("sample-summary").textContent = summary(verdicts, body.digit);
+    Object.assign($("grid").dataset, { seed: r.seed, digit: r.digit ?? "prior", sigma: r.sigma, unit: r.unit });
+    map.set("samples", r.latents);
+    $("sample-summary").textContent = `${summary(verdicts, r.digit)} (${sigmaText(r.sigma, r.unit)})`;
+    hitCurve();
     compare();
   });
+}
+
+// The report's curve, live: the judge's hit rate against sigma, for this model and the one compared with it.
+const CURVE_SIGMAS = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
+const CURVE_N = 8; // samples per sigma: 64 codes, one /decode and one /classify per model
+const curveLive = new Latest((err) => showError("sample-error", err));
+let curveKey = "";
+
+async function hitRates(m, digit) {
+  const { detail } = await modelData(m.name);
+  const centre = detail.centroids[String(digit)];
+  const scale = state.unit === "abs" ? centre.map(() => 1) : detail.spread[String(digit)];
+  const eps = normals((Number(state.sseed) || 0) + 1, CURVE_SIGMAS.length * CURVE_N * centre.length);
+  let k = 0;
+  const latents = CURVE_SIGMAS.flatMap((sigma) => [...Array(CURVE_N)].map(() => centre.map((c, j) => c + sigma * scale[j] * eps[k++])));
+  const r = await postJson(`/v1/models/${m.name}/decode`, { latents });
+  const verdicts = await judge(r.results.map((x) => x.image));
+  if (!verdicts[0]) return null;
+  return CURVE_SIGMAS.map((_, i) => verdicts.slice(i * CURVE_N, (i + 1) * CURVE_N).filter((v) => v.digit === digit).length / CURVE_N);
+}
+
+function hitCurve() {
+  const svg = $("hit-curve");
+  const prior = state.sd === "prior";
+  $("curve-box").hidden = prior;
+  if (prior) return;
+  const pair = [model(), models.find((o) => o.name === state.compare)].filter(Boolean);
+  const key = JSON.stringify([pair.map((m) => m.name), state.sd, state.unit, state.sseed]);
+  if (key !== curveKey) {
+    curveKey = key;
+    curveLive.run(async () => {
+      const digit = Number(state.sd);
+      const rates = await Promise.all(pair.map((m) => hitRates(m, digit)));
+      drawCurve(svg, pair, rates, digit);
+    });
+  } else {
+    drawCurve(svg, null, null, Number(state.sd)); // only sigma moved: move the marker
+  }
+}
+
+function drawCurve(svg, pair, rates, digit) {
+  const ns = "http://www.w3.org/2000/svg";
+  const [w, h, left, bottom] = [320, 150, 34, 28];
+  const max = CURVE_SIGMAS[CURVE_SIGMAS.length - 1];
+  const x = (sigma) => left + (sigma / max) * (w - left - 10);
+  const y = (rate) => 8 + (1 - rate) * (h - bottom - 8);
+  const el = (name, attrs, text) => {
+    const node = document.createElementNS(ns, name);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text != null) node.textContent = text;
+    return node;
+  };
+  if (pair) {
+    svg.replaceChildren();
+    for (const rate of [0, 0.5, 1]) {
+      svg.append(el("line", { x1: left, x2: w - 10, y1: y(rate), y2: y(rate), stroke: "#e1e6ee" }));
+      svg.append(el("text", { x: left - 4, y: y(rate) + 4, "text-anchor": "end", class: "bar-label" }, pct(rate)));
+    }
+    for (const sigma of CURVE_SIGMAS) svg.append(el("text", { x: x(sigma), y: h - 14, "text-anchor": "middle", class: "bar-label" }, String(sigma)));
+    const unit = state.unit === "abs" ? "sigma (latent units)" : "sigma (× the digit's spread)";
+    svg.append(el("text", { x: left + (w - left) / 2, y: h - 1, "text-anchor": "middle", class: "bar-label" }, unit));
+    const dashes = ["", "6 4"];
+    pair.forEach((m, i) => {
+      if (!rates[i]) return;
+      const points = CURVE_SIGMAS.map((sigma, k) => `${x(sigma)},${y(rates[i][k])}`).join(" ");
+      const line = el("polyline", { points, fill: "none", stroke: i ? "#D55E00" : "#0072B2", "stroke-width": 2, "stroke-dasharray": dashes[i] });
+      line.dataset.model = m.name;
+      line.dataset.rates = rates[i].join(",");
+      const last = rates[i][rates[i].length - 1];
+      svg.append(line, el("text", { x: w - 12, y: y(last) - 5 - 10 * i, "text-anchor": "end", class: "bar-label on" }, m.name));
+    });
+    svg.setAttribute("aria-label", `The judge's hit rate for digit ${digit} against sigma: `
+      + pair.map((m, i) => (rates[i] ? `${m.name} ${rates[i].map(pct).join(", ")}` : "")).join("; ")
+      + ` at sigma ${CURVE_SIGMAS.join(", ")}`);
+  }
+  svg.querySelector(".sigma-mark")?.remove();
+  const sigma = Math.min(Number(state.sigma), max);
+  svg.append(el("line", { x1: x(sigma), x2: x(sigma), y1: 8, y2: h - bottom, stroke: "#1b2330", "stroke-dasharray": "2 3", class: "sigma-mark" }));
 }
 
 function summary(verdicts, digit) {
@@ -491,8 +789,8 @@ function compare() {
       if (current) {
         out.recon = await postJson(`/v1/models/${m.name}/reconstruct`, { image: current.b64 });
       }
-      const sb = sampleBody(m.kind);
-      if (sb) out.samples = await postJson(`/v1/models/${m.name}/sample`, sb);
+      out.samples = await drawSamples(m);
+      out.data = await modelData(m.name);
       const images = [...(out.recon ? [out.recon.image] : []), ...(out.samples ? out.samples.images : [])];
       out.verdicts = await judge(images);
       return out;
@@ -502,7 +800,7 @@ function compare() {
   });
 }
 
-function compareColumn({ m, recon, samples, verdicts }) {
+function compareColumn({ m, recon, samples, verdicts, data }) {
   const col = document.createElement("article");
   col.className = "compare-col";
   col.dataset.model = m.name;
@@ -510,7 +808,7 @@ function compareColumn({ m, recon, samples, verdicts }) {
   h.textContent = `${m.name}`;
   const sub = document.createElement("span");
   sub.className = "muted";
-  sub.textContent = ` ${kindName(m.kind)}, ${m.latent_dim}-D`;
+  sub.textContent = ` ${modelLabel(m)}`;
   h.append(sub);
   col.append(h);
   const [metrics, where] = testMetrics(m);
@@ -530,6 +828,12 @@ function compareColumn({ m, recon, samples, verdicts }) {
     table.append(tr);
   }
   col.append(table);
+  const defs = document.createElement("p");
+  defs.className = "muted explain";
+  defs.textContent = "MSE and BCE: per pixel, lower is better. Nearest-centroid acc.: the share of test digits whose code lies nearest its own digit's centroid."
+    + (m.kind === "vae" ? " KL: nats the codes spend away from the prior N(0, I). ELBO = −(summed BCE + KL): a log-likelihood bound, negative, higher (closer to 0) is better." : "");
+  col.append(defs);
+  col.append(compareMap(m, data, recon, samples));
   let k = 0;
   if (recon) {
     const fig = document.createElement("div");
@@ -543,7 +847,7 @@ function compareColumn({ m, recon, samples, verdicts }) {
   if (samples) {
     const title = document.createElement("p");
     title.className = "muted";
-    title.textContent = samples.digit == null ? "Samples from the prior" : `Samples around ${samples.digit}, sigma ${samples.sigma}`;
+    title.textContent = samples.digit == null ? "Samples from the prior N(0, I)" : `Samples around ${samples.digit}, ${sigmaText(samples.sigma, samples.unit)}`;
     const grid = document.createElement("div");
     grid.className = "grid small";
     const v = verdicts.slice(k);
@@ -566,6 +870,41 @@ function compareColumn({ m, recon, samples, verdicts }) {
   return col;
 }
 
+/** The model's own latent map, beside the other's: the report's core figure, with this view's samples on it. */
+function compareMap(m, data, recon, samples) {
+  const box = document.createElement("div");
+  box.className = "map-box compare-map";
+  const canvas = document.createElement("canvas");
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", `Latent map of ${m.name}: its held-out digits, centroids and this view's samples`);
+  box.append(canvas);
+  const none = () => {};
+  const small = new LatentMap(canvas, { onHover: none, onLeave: none, onClick: none });
+  requestAnimationFrame(() => {
+    small.setModel(mapModel(m, data));
+    if (samples) small.set("samples", samples.latents);
+    if (recon) small.set("drawn", { mu: recon.latent, sigma: recon.logvar ? recon.logvar.map((l) => Math.exp(0.5 * l)) : null });
+  });
+  return box;
+}
+
+function mapModel(m, { detail, atlas }) {
+  return {
+    latentDim: m.latent_dim,
+    centroids: DIGITS.map((d) => detail.centroids[String(d)]),
+    spread: DIGITS.map((d) => detail.spread[String(d)]),
+    atlas,
+  };
+}
+
+/** "vae-2 · VAE 2-D · β=4": the beta of the KL term tells vae-2, vae-2-b0.5 and vae-2-b4 apart. */
+function modelLabel(m) {
+  const card = (cards.get(m.name) || {}).card || {};
+  const beta = card.config ? card.config.beta : undefined;
+  const kind = m.kind === "vae" ? "VAE" : "AE";
+  return `${m.name} · ${kind} ${m.latent_dim}-D${m.kind === "vae" ? ` · β=${beta ?? 1}` : ""}`;
+}
+
 // -- model switching ------------------------------------------------------------------------------------
 
 async function selectModel(name) {
@@ -574,10 +913,12 @@ async function selectModel(name) {
   const m = model();
   const { detail, atlas } = await modelData(name);
   document.querySelectorAll(".model-name").forEach((n) => (n.textContent = name));
-  $("model-info").textContent = `${kindName(m.kind)}, ${m.latent_dim}-dimensional latent`;
+  const beta = modelLabel(m).split(" · ")[2];
+  $("model-info").textContent = `${kindName(m.kind)}, ${m.latent_dim}-dimensional latent${beta ? `, ${beta} (the weight of the KL term)` : ""}`;
+  lossHelp(m.kind);
   const centroids = DIGITS.map((d) => detail.centroids[String(d)]);
-  const spread = DIGITS.map((d) => detail.spread[String(d)]);
-  map.setModel({ latentDim: m.latent_dim, centroids, spread, atlas });
+  map.setModel(mapModel(m, { detail, atlas }));
+  projectionNote(m);
   map.set("pins", state.pins.map((z) => (z && z.length === m.latent_dim ? z : null)));
   state.pins = state.pins.map((z) => (z && z.length === m.latent_dim ? z : null));
   $("map-kind").textContent = m.latent_dim === 2 ? "(the 2-D latent plane itself)" : `(a PCA projection of ${m.latent_dim}-D codes)`;
@@ -589,7 +930,9 @@ async function selectModel(name) {
     : "Hover or drag to decode any point; click to pin it as a path end.";
   buildSliders(detail, atlas);
   $("dims").querySelector("h3").textContent = `One slider per latent dimension (${m.latent_dim})`;
-  setSliders(centroids[Number(state.dd)]);
+  const restored = state.z && state.z.length === m.latent_dim && state.z.every(Number.isFinite) ? state.z : null;
+  state.z = restored;
+  setSliders(restored || centroids[Number(state.dd)]);
   // sampling: a VAE can sample its prior
   const sd = $("sample-digit");
   sd.replaceChildren(...DIGITS.map((d) => option(String(d), `${d}`)), ...(m.kind === "vae" ? [option("prior", "prior N(0, I)")] : []));
@@ -601,8 +944,8 @@ async function selectModel(name) {
   if (state.compare === name) state.compare = "";
   cmp.value = state.compare;
   refreshPathOptions();
-  const pinned = state.pins[1] || state.pins[0];
-  pin(pinned || centroids[Number(state.dd)], pinned ? "pinned point" : `centroid of ${state.dd}`);
+  const pinned = restored || state.pins[1] || state.pins[0];
+  pin(pinned || centroids[Number(state.dd)], restored ? "sliders" : pinned ? "pinned point" : `centroid of ${state.dd}`);
   if (current) submitImage({ b64: current.b64, label: current.label });
   path();
   sample();
@@ -623,10 +966,16 @@ const pad = new Pad($("pad"), {
 function bindRange(id, key, outId, show = (v) => v, after = () => {}) {
   const input = $(id);
   input.value = state[key];
-  if (outId) $(outId).textContent = show(input.value);
+  state[key] = input.value; // what the control holds (a range snaps to its step) is what is shown and sent
+  const label = () => {
+    if (!outId) return;
+    $(outId).textContent = show(input.value);
+    if (input.type === "range") input.setAttribute("aria-valuetext", $(outId).textContent);
+  };
+  label();
   input.addEventListener("input", () => {
     state[key] = input.value;
-    if (outId) $(outId).textContent = show(input.value);
+    label();
     saveState();
     after();
   });
@@ -640,11 +989,19 @@ function wire() {
   bindRange("sigma", "sigma", "sigma-out", (v) => Number(v).toFixed(1), sample);
   bindRange("n", "n", null, undefined, sample);
   bindRange("sample-seed", "sseed", null, undefined, sample);
+  const unit = $("sigma-unit");
+  unit.value = state.unit;
+  unit.addEventListener("change", () => {
+    state.unit = unit.value;
+    saveState();
+    sample();
+  });
   $("model").addEventListener("change", (e) => selectModel(e.target.value).catch((err) => showError("map-error", err)));
   $("compare").addEventListener("change", (e) => {
     state.compare = e.target.value;
     saveState();
     compare();
+    hitCurve();
   });
   $("sample-digit").addEventListener("change", (e) => {
     state.sd = e.target.value;
@@ -666,9 +1023,12 @@ function wire() {
     saveState();
     const c = details.get(state.model).detail.centroids[state.dd];
     setSliders(c);
+    state.z = null;
+    saveState();
     map.set("cursor", map.toPlane(c));
     pin(c, `centroid of ${state.dd}`);
   });
+  $("path-play").addEventListener("click", playPath);
   $("path-download").addEventListener("click", () => downloadImages($("strip"), `digitae-${state.model}-path`, 20));
   $("sample-download").addEventListener("click", () => downloadImages($("grid"), `digitae-${state.model}-samples`, 10));
   $("copy-link").addEventListener("click", async () => {
@@ -679,13 +1039,38 @@ function wire() {
       $("copied").textContent = location.href;
     }
   });
-  $("legend").replaceChildren(...DIGITS.map((d) => {
+  // the legend: one toggle per digit, which shows that digit alone on the map
+  const toggles = DIGITS.map((d) => {
     const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "ghost isolate";
+    b.setAttribute("aria-pressed", "false");
+    b.setAttribute("aria-label", `show only digit ${d} on the map`);
     const dot = document.createElement("i");
     dot.style.background = COLORS[d];
-    li.append(dot, String(d));
+    b.append(dot, String(d));
+    b.addEventListener("click", () => {
+      const on = b.getAttribute("aria-pressed") !== "true";
+      toggles.forEach((t) => t.querySelector("button").setAttribute("aria-pressed", "false"));
+      b.setAttribute("aria-pressed", String(on));
+      map.isolate(on ? d : null);
+    });
+    li.append(b);
     return li;
-  }));
+  });
+  $("legend").replaceChildren(...toggles);
+  $("map-zoom-in").addEventListener("click", () => map.view(0, 0, 0.67));
+  $("map-zoom-out").addEventListener("click", () => map.view(0, 0, 1.5));
+  $("map-reset").addEventListener("click", () => map.resetView());
+  $("map-download").addEventListener("click", async () => {
+    const blob = await new Promise((resolve) => $("map").toBlob(resolve, "image/png"));
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = `digitae-${state.model}-map.png`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  });
   // examples: real MNIST test digits, the keyboard alternative to the pad
   $("examples").replaceChildren(...DIGITS.map((d) => {
     const b = document.createElement("button");
@@ -737,7 +1122,8 @@ async function start() {
     return;
   }
   const select = $("model");
-  select.replaceChildren(...models.map((m) => option(m.name, `${m.name} · ${m.kind.toUpperCase()} ${m.latent_dim}-D`)));
+  await Promise.all(models.map(async (m) => cards.set(m.name, await getJson(`/v1/models/${m.name}`))));
+  select.replaceChildren(...models.map((m) => option(m.name, modelLabel(m))));
   if (!models.some((m) => m.name === state.model)) {
     state.model = (models.find((m) => m.name === "vae-2") || models[0]).name;
   }

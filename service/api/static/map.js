@@ -3,12 +3,22 @@
 // than two dimensions the plane is the atlas's first two principal components; a point of that plane decodes as
 // mean + x·pc1 + y·pc2.
 
+// Okabe-Ito's eight colour-blind-safe colours and two of Tol's (wine, olive); centroid discs carry their digit as
+// text too, and the legend can isolate one digit, so colour never carries the meaning alone.
 export const COLORS = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-  "#8c564b", "#e377c2", "#6b6b6b", "#a8a800", "#17becf",
+  "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
+  "#56B4E9", "#000000", "#F0E442", "#882255", "#999933",
 ];
+/** The text colour readable on each digit's colour (its centroid disc's label). */
+export const INK = COLORS.map((c) => (["#E69F00", "#F0E442", "#56B4E9", "#999933", "#CC79A7"].includes(c) ? "#000" : "#fff"));
 
-/** The top two principal axes of `rows` (n × m), by power iteration with deflation: {mean, axes: [a1, a2]}. */
+const NEIGHBOURS = 12; // real codes averaged to fill in the dimensions a PCA map does not show
+const DISC_RADIUS = 10; // a centroid's disc, CSS pixels
+
+/**
+ * The top two principal axes of `rows` (n × m), by power iteration with deflation: {mean, axes: [a1, a2],
+ * explained: [f1, f2]}, f the share of the total variance along each axis.
+ */
 export function pca(rows) {
   const m = rows[0].length;
   const mean = new Array(m).fill(0);
@@ -21,6 +31,8 @@ export function pca(rows) {
     }
   }
   const axes = [];
+  const variances = [];
+  const total = cov.reduce((t, row, i) => t + row[i], 0) || 1;
   for (let k = 0; k < 2; k++) {
     let v = Array.from({ length: m }, (_, i) => 1 + i * 0.1 + k);
     let lambda = 0;
@@ -33,9 +45,10 @@ export function pca(rows) {
     const big = v.reduce((a, x, i) => (Math.abs(x) > Math.abs(v[a]) ? i : a), 0);
     if (v[big] < 0) v = v.map((x) => -x);
     axes.push(v);
+    variances.push(lambda / total);
     for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) cov[i][j] -= lambda * v[i] * v[j];
   }
-  return { mean, axes };
+  return { mean, axes, explained: variances };
 }
 
 const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
@@ -47,7 +60,8 @@ export class LatentMap {
     this.onHover = onHover;
     this.onLeave = onLeave;
     this.onClick = onClick;
-    this.overlays = { drawn: null, path: null, pins: [], cursor: null };
+    this.overlays = { drawn: null, path: null, pins: [], cursor: null, samples: null };
+    this.isolated = null; // a digit shown alone, or null for all
     this.model = null;
     this.base = null; // the scatter, drawn once per model and size
     this.down = null;
@@ -56,17 +70,24 @@ export class LatentMap {
     canvas.addEventListener("pointermove", (e) => this.pointer(e));
     canvas.addEventListener("pointerdown", (e) => {
       canvas.setPointerCapture(e.pointerId);
-      this.down = { x: e.clientX, y: e.clientY };
-      this.pointer(e);
+      this.down = { x: e.clientX, y: e.clientY, pan: e.shiftKey };
+      if (!e.shiftKey) this.pointer(e);
     });
     canvas.addEventListener("pointerup", (e) => {
       const d = this.down;
       this.down = null;
+      if (d && d.pan) return;
       if (d && Math.hypot(e.clientX - d.x, e.clientY - d.y) < 6 && this.model) this.onClick(this.latentAt(e));
       if (e.pointerType !== "mouse") this.leave();
     });
     canvas.addEventListener("pointerleave", () => this.leave());
     canvas.addEventListener("keydown", (e) => this.key(e));
+    canvas.addEventListener("wheel", (e) => {
+      if (!this.model || !(e.ctrlKey || e.metaKey)) return; // a plain wheel scrolls the page
+      e.preventDefault(); // ctrl + wheel zooms the map about the pointer
+      const r = canvas.getBoundingClientRect();
+      this.view(0, 0, e.deltaY > 0 ? 1.25 : 0.8, this.planeAt(e.clientX - r.left, e.clientY - r.top));
+    }, { passive: false });
   }
 
   /** model: {latentDim, centroids: 10 × m, spread: 10 × m, atlas: {codes, labels} | null} */
@@ -75,6 +96,10 @@ export class LatentMap {
     const rows = model.atlas ? model.atlas.codes : model.centroids;
     this.projection = model.latentDim === 2 ? null : pca(rows.length >= 3 ? rows : model.centroids);
     this.points = model.atlas ? model.atlas.codes.map((z) => this.toPlane(z)) : [];
+    // what each real code holds off the plane: a hovered point borrows its nearest codes' mean of it
+    this.residuals = this.projection && model.atlas
+      ? model.atlas.codes.map((z, i) => { const flat = this.fromPlane(this.points[i]); return z.map((v, j) => v - flat[j]); })
+      : null;
     this.centers = model.centroids.map((z) => this.toPlane(z));
     this.radii = model.spread.map((s) => this.planeSpread(s));
     const xs = [...this.points, ...this.centers].map((p) => p[0]).sort((a, b) => a - b);
@@ -86,9 +111,65 @@ export class LatentMap {
     };
     this.xRange = pad(q(xs, 0.005), q(xs, 0.995));
     this.yRange = pad(q(ys, 0.005), q(ys, 0.995));
+    this.home = [this.xRange.slice(), this.yRange.slice()];
     this.keyPoint = null;
-    this.overlays = { drawn: null, path: null, pins: [], cursor: null };
+    this.overlays = { drawn: null, path: null, pins: [], cursor: null, samples: null };
     this.resize();
+  }
+
+  /**
+   * Move the view by (dx, dy) in plane units and zoom it by `factor` (< 1 zooms in) about `centre` (a plane point,
+   * the view's middle by default).
+   */
+  view(dx, dy, factor, centre = null) {
+    const [cx, cy] = centre || [(this.xRange[0] + this.xRange[1]) / 2, (this.yRange[0] + this.yRange[1]) / 2];
+    const scale = (range, c, d) => range.map((v) => c + (v - c) * factor + d);
+    this.xRange = scale(this.xRange, cx, dx);
+    this.yRange = scale(this.yRange, cy, dy);
+    this.base = null;
+    this.draw();
+  }
+
+  /** Back to the whole map. */
+  resetView() {
+    [this.xRange, this.yRange] = [this.home[0].slice(), this.home[1].slice()];
+    this.base = null;
+    this.draw();
+  }
+
+  /** The share of the codes' variance along the map's two axes, or null for a 2-D latent (the plane itself). */
+  explained() {
+    return this.projection ? this.projection.explained : null;
+  }
+
+  /** Show only digit `d`'s points and centroid (null: all digits). */
+  isolate(d) {
+    this.isolated = d;
+    this.base = null;
+    this.draw();
+  }
+
+  /**
+   * The full code a plane point stands for. On a 2-D latent, the point itself. On a PCA map: over a centroid's
+   * disc, that centroid; elsewhere, the plane point plus the mean off-plane part of the nearest real codes, so the
+   * hidden dimensions hold values the data has there (with them at zero, hovering a centroid decoded other digits).
+   */
+  complete(plane) {
+    const flat = this.fromPlane(plane);
+    if (!this.projection) return flat;
+    const px = this.sx(plane[0]);
+    const py = this.sy(plane[1]);
+    const discs = this.centers
+      .map(([cx, cy], d) => [Math.hypot(this.sx(cx) - px, this.sy(cy) - py), d])
+      .filter(([far, d]) => far <= DISC_RADIUS && (this.isolated == null || this.isolated === d))
+      .sort((a, b) => a[0] - b[0]);
+    if (discs.length) return this.model.centroids[discs[0][1]].slice();
+    if (!this.residuals) return flat;
+    const near = this.points
+      .map(([x, y], i) => [(x - plane[0]) ** 2 + (y - plane[1]) ** 2, i])
+      .sort((a, b) => a[0] - b[0])
+      .slice(0, NEIGHBOURS);
+    return flat.map((v, j) => v + near.reduce((t, [, i]) => t + this.residuals[i][j], 0) / near.length);
   }
 
   toPlane(z) {
@@ -146,7 +227,7 @@ export class LatentMap {
 
   latentAt(e) {
     const r = this.canvas.getBoundingClientRect();
-    return this.fromPlane(this.planeAt(e.clientX - r.left, e.clientY - r.top));
+    return this.complete(this.planeAt(e.clientX - r.left, e.clientY - r.top));
   }
 
   /** Where a latent is on the page (CSS pixels relative to the canvas), e.g. to point at a centroid. */
@@ -157,6 +238,15 @@ export class LatentMap {
 
   pointer(e) {
     if (!this.model) return;
+    if (this.down && this.down.pan) {
+      // shift + drag pans the view
+      const [x0, y0] = this.planeAt(this.down.x, this.down.y);
+      const [x1, y1] = this.planeAt(e.clientX, e.clientY);
+      this.view(x0 - x1, y0 - y1, 1);
+      this.down.x = e.clientX;
+      this.down.y = e.clientY;
+      return;
+    }
     if (e.pointerType !== "mouse" && !this.down) return;
     const r = this.canvas.getBoundingClientRect();
     const px = e.clientX - r.left;
@@ -164,7 +254,7 @@ export class LatentMap {
     const plane = this.planeAt(px, py);
     this.overlays.cursor = plane;
     this.draw();
-    this.onHover(this.fromPlane(plane), { x: px, y: py, time: performance.now() });
+    this.onHover(this.complete(plane), { x: px, y: py, time: performance.now() });
   }
 
   leave() {
@@ -187,12 +277,12 @@ export class LatentMap {
       ];
       this.overlays.cursor = this.keyPoint;
       this.draw();
-      this.onHover(this.fromPlane(this.keyPoint), {
+      this.onHover(this.complete(this.keyPoint), {
         x: this.sx(this.keyPoint[0]), y: this.sy(this.keyPoint[1]), time: performance.now(),
       });
     } else if ((e.key === "Enter" || e.key === " ") && this.keyPoint) {
       e.preventDefault();
-      this.onClick(this.fromPlane(this.keyPoint));
+      this.onClick(this.complete(this.keyPoint));
     } else if (e.key === "Escape") {
       this.leave();
     }
@@ -239,7 +329,8 @@ export class LatentMap {
     ctx.fillStyle = "#3a4350";
     ctx.font = "12px system-ui, sans-serif";
     ctx.textAlign = "center";
-    const [xl, yl] = this.projection ? ["PC 1", "PC 2"] : ["z₁", "z₂"];
+    const share = (k) => `PC ${k + 1} (${Math.round(100 * this.projection.explained[k])}% of variance)`;
+    const [xl, yl] = this.projection ? [share(0), share(1)] : ["z₁", "z₂"];
     ctx.fillText(xl, left + (this.w - left - right) / 2, this.h - 6);
     ctx.save();
     ctx.translate(12, top + (this.h - top - bottom) / 2);
@@ -252,8 +343,9 @@ export class LatentMap {
     ctx.rect(left, top, this.w - left - right, this.h - top - bottom);
     ctx.clip();
     const labels = this.model.atlas ? this.model.atlas.labels : [];
-    ctx.globalAlpha = 0.55;
+    const shown = (d) => this.isolated == null || this.isolated === d;
     this.points.forEach(([x, y], i) => {
+      ctx.globalAlpha = shown(labels[i]) ? 0.55 : 0.06;
       ctx.fillStyle = COLORS[labels[i]];
       ctx.beginPath();
       ctx.arc(this.sx(x), this.sy(y), 2.3, 0, 2 * Math.PI);
@@ -262,6 +354,7 @@ export class LatentMap {
     ctx.globalAlpha = 1;
     // centroids: 1-sd spread ellipse, then a labelled disc
     this.centers.forEach(([x, y], d) => {
+      if (!shown(d)) return;
       const [rx, ry] = this.radii[d];
       ctx.strokeStyle = COLORS[d];
       ctx.lineWidth = 1.5;
@@ -272,14 +365,15 @@ export class LatentMap {
       ctx.setLineDash([]);
     });
     this.centers.forEach(([x, y], d) => {
+      if (!shown(d)) return;
       ctx.fillStyle = COLORS[d];
       ctx.strokeStyle = "#fff";
       ctx.lineWidth = 2;
       ctx.beginPath();
-      ctx.arc(this.sx(x), this.sy(y), 10, 0, 2 * Math.PI);
+      ctx.arc(this.sx(x), this.sy(y), DISC_RADIUS, 0, 2 * Math.PI);
       ctx.fill();
       ctx.stroke();
-      ctx.fillStyle = "#fff";
+      ctx.fillStyle = INK[d];
       ctx.font = "bold 12px system-ui, sans-serif";
       ctx.textAlign = "center";
       ctx.fillText(String(d), this.sx(x), this.sy(y) + 4);
@@ -296,7 +390,11 @@ export class LatentMap {
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
     ctx.drawImage(this.base, 0, 0);
     ctx.scale(this.dpr, this.dpr);
-    const { path, drawn, pins, cursor } = this.overlays;
+    const { path, drawn, pins, cursor, samples } = this.overlays;
+    for (const z of samples || []) {
+      const [x, y] = this.screenOf(z);
+      triangle(ctx, x, y);
+    }
     if (path && path.length) {
       ctx.strokeStyle = "#111827";
       ctx.lineWidth = 2;
@@ -345,6 +443,19 @@ export class LatentMap {
       ctx.stroke();
     }
   }
+}
+
+function triangle(ctx, x, y) {
+  ctx.fillStyle = "#fff";
+  ctx.strokeStyle = "#111827";
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  ctx.moveTo(x, y - 6);
+  ctx.lineTo(x + 5.5, y + 4);
+  ctx.lineTo(x - 5.5, y + 4);
+  ctx.closePath();
+  ctx.fill();
+  ctx.stroke();
 }
 
 function marker(ctx, x, y, color, text) {
