@@ -899,10 +899,17 @@ function mapModel(m, { detail, atlas }) {
 
 /** "vae-2 · VAE 2-D · β=4": the beta of the KL term tells vae-2, vae-2-b0.5 and vae-2-b4 apart. */
 function modelLabel(m) {
-  const card = (cards.get(m.name) || {}).card || {};
-  const beta = card.config ? card.config.beta : undefined;
+  const known = cards.get(m.name) || details.get(m.name)?.detail;
+  const config = known && known.card ? known.card.config || {} : null;
   const kind = m.kind === "vae" ? "VAE" : "AE";
-  return `${m.name} · ${kind} ${m.latent_dim}-D${m.kind === "vae" ? ` · β=${beta ?? 1}` : ""}`;
+  const beta = m.kind === "vae" && config ? ` · β=${config.beta ?? 1}` : ""; // not yet known: left out, never guessed
+  return `${m.name} · ${kind} ${m.latent_dim}-D${beta}`;
+}
+
+function modelInfo() {
+  const m = model();
+  const beta = modelLabel(m).split(" · ")[2];
+  $("model-info").textContent = `${kindName(m.kind)}, ${m.latent_dim}-dimensional latent${beta ? `, ${beta} (the weight of the KL term)` : ""}`;
 }
 
 // -- model switching ------------------------------------------------------------------------------------
@@ -913,8 +920,7 @@ async function selectModel(name) {
   const m = model();
   const { detail, atlas } = await modelData(name);
   document.querySelectorAll(".model-name").forEach((n) => (n.textContent = name));
-  const beta = modelLabel(m).split(" · ")[2];
-  $("model-info").textContent = `${kindName(m.kind)}, ${m.latent_dim}-dimensional latent${beta ? `, ${beta} (the weight of the KL term)` : ""}`;
+  modelInfo();
   lossHelp(m.kind);
   const centroids = DIGITS.map((d) => detail.centroids[String(d)]);
   map.setModel(mapModel(m, { detail, atlas }));
@@ -1122,8 +1128,15 @@ async function start() {
     return;
   }
   const select = $("model");
-  await Promise.all(models.map(async (m) => cards.set(m.name, await getJson(`/v1/models/${m.name}`))));
   select.replaceChildren(...models.map((m) => option(m.name, modelLabel(m))));
+  // every model's card, for beta in the labels: fetched beside the first view, never delaying it
+  Promise.all(models.map(async (m) => cards.set(m.name, await getJson(`/v1/models/${m.name}`))))
+    .then(() => {
+      [...select.options].forEach((o) => (o.textContent = modelLabel(models.find((m) => m.name === o.value))));
+      modelInfo();
+      select.dataset.labels = "beta";
+    })
+    .catch((err) => showError("draw-error", err));
   if (!models.some((m) => m.name === state.model)) {
     state.model = (models.find((m) => m.name === "vae-2") || models[0]).name;
   }

@@ -491,8 +491,8 @@ def test_your_image_as_a_path_end_interpolates_from_the_drawing(page: Page, serv
     page.get_by_role("button", name="example digit 2").click()
     nearest_digit(page)
     page.select_option("#path-from", "drawn")
-    page.wait_for_function("document.querySelectorAll('#strip figure').length === 5")
-    page.wait_for_function("[...document.querySelectorAll('#strip .verdict')].every((v) => v.textContent)")
+    page.wait_for_function("() => document.querySelectorAll('#strip figure').length === 5")
+    page.wait_for_function("() => [...document.querySelectorAll('#strip .verdict')].every((v) => v.textContent)")
     assert page.locator("#path-error").is_hidden()
     assert "from=drawn" in page.url
     assert page.console.errors == []
@@ -502,13 +502,13 @@ def test_drawing_again_with_your_image_as_a_path_end_updates_path_and_compare(pa
     open_explorer(page, server.url, "?model=vae-2&compare=ae-2&from=drawn&steps=4")
     page.get_by_role("button", name="example digit 2").click()
     nearest_digit(page)
-    page.wait_for_function("document.querySelectorAll('#strip figure').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('#strip figure').length === 4")
     first_strip = page.locator("#strip img").first.get_attribute("src")
     page.get_by_role("button", name="example digit 5").click()
-    page.wait_for_function(f"document.querySelector('#strip img').src !== {json.dumps(first_strip)}")
+    page.wait_for_function(f"() => document.querySelector('#strip img').src !== {json.dumps(first_strip)}")
     seen = page.locator("#seen").get_attribute("src")
     page.wait_for_function(
-        f"document.querySelector('.compare-col[data-model=ae-2] .compare-recon img')?.src === {json.dumps(seen)}"
+        f"() => document.querySelector('.compare-col[data-model=ae-2] .compare-recon img')?.src === {json.dumps(seen)}"
     )
     assert page.locator("#draw-error").is_hidden(), page.locator("#draw-error").text_content()
     assert page.locator("#path-error").is_hidden()
@@ -517,7 +517,7 @@ def test_drawing_again_with_your_image_as_a_path_end_updates_path_and_compare(pa
 
 def test_a_failed_path_leaves_no_old_strip_under_the_error(page: Page, server: ServerProcess):
     open_explorer(page, server.url, "?model=ae-2&steps=4")
-    page.wait_for_function("document.querySelectorAll('#strip figure').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('#strip figure').length === 4")
     page.route("**/interpolate", lambda route: route.fulfill(status=503, json={"error": {"message": "busy"}}))
     page.locator("#steps").fill("6")
     page.locator("#path-error").wait_for(state="visible")
@@ -559,7 +559,7 @@ def test_a_shared_link_restores_the_latent_sliders(page: Page, server: ServerPro
     sliders.nth(2).fill("1.5")
     sliders.nth(4).fill("-2")
     page.wait_for_function(
-        "(() => { const z = (new URLSearchParams(location.search).get('z') || '').split(',').map(Number);"
+        "() => (() => { const z = (new URLSearchParams(location.search).get('z') || '').split(',').map(Number);"
         " return z.length === 6 && z[2] === 1.5 && z[4] === -2 && z.every(Number.isFinite); })()"
     )
     values = [float(s.input_value()) for s in sliders.all()]
@@ -568,7 +568,7 @@ def test_a_shared_link_restores_the_latent_sliders(page: Page, server: ServerPro
         open_explorer(other, server.url, page.evaluate("location.search"))
         restored = [float(s.input_value()) for s in other.locator("#dim-sliders input").all()]
         assert restored == pytest.approx(values, abs=2e-3)
-        other.wait_for_function("document.getElementById('pinned-caption').textContent.startsWith('sliders: ')")
+        other.wait_for_function("() => document.getElementById('pinned-caption').textContent.startsWith('sliders: ')")
     finally:
         other.close()
 
@@ -594,15 +594,15 @@ def test_clicking_two_map_points_sets_the_path_from_a_to_b(page: Page, server: S
     box = page.locator("#map").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
     page.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.6)
-    page.wait_for_function("location.search.includes('from=A') && location.search.includes('to=B')")
+    page.wait_for_function("() => location.search.includes('from=A') && location.search.includes('to=B')")
     assert page.locator("#path-from").input_value() == "A"
     assert page.locator("#path-to").input_value() == "B"
     page.wait_for_function(
-        """(() => { const { path, pins } = window.digitae.overlays();
+        """() => (() => { const { path, pins } = window.digitae.overlays();
             const near = (a, b) => a.every((v, i) => Math.abs(v - b[i]) < 1e-3);
             return path && path.length === 5 && near(path[0], pins[0]) && near(path[4], pins[1]); })()"""
     )
-    page.wait_for_function("document.querySelectorAll('#strip figure').length === 5")
+    page.wait_for_function("() => document.querySelectorAll('#strip figure').length === 5")
 
 
 # -- round 2: what misled -------------------------------------------------------------------------------
@@ -621,7 +621,9 @@ def test_hovering_each_centroid_disc_of_a_pca_map_decodes_that_digit(browser: An
             page.mouse.move(x + 40, y + 40)
             page.mouse.move(x, y)
             try:
-                page.wait_for_function(f"document.getElementById('hover').dataset.digit === '{digit}'", timeout=5_000)
+                page.wait_for_function(
+                    f"() => document.getElementById('hover').dataset.digit === '{digit}'", timeout=5_000
+                )
                 read[digit] = digit
             except sync_api.TimeoutError:
                 read[digit] = page.evaluate("document.getElementById('hover').dataset.digit")
@@ -639,7 +641,7 @@ def test_a_click_on_a_pca_map_pins_a_full_code_like_the_data_there(page: Page, s
     page.locator("#map").scroll_into_view_if_needed()
     box = page.locator("#map").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45)
-    page.wait_for_function("window.digitae.overlays().pins[0]")
+    page.wait_for_function("() => window.digitae.overlays().pins[0]")
     pinned = np.array(page.evaluate("window.digitae.overlays().pins[0]"))
     # the hidden components come from the nearest real codes: the pin lies as near the data as real codes do
     nearest = np.sort(np.linalg.norm(codes - pinned, axis=1))[0]
@@ -667,7 +669,7 @@ def test_sigma_is_in_the_digits_own_spread_by_default_and_samples_land_on_the_ma
 
 def test_the_vae_2_path_from_1_to_7_says_why_it_ends_on_another_digit(page: Page, server: ServerProcess):
     open_explorer(page, server.url, "?model=vae-2&from=d1&to=d7")
-    page.wait_for_function("[...document.querySelectorAll('#strip .verdict')].every((v) => v.textContent)")
+    page.wait_for_function("() => [...document.querySelectorAll('#strip .verdict')].every((v) => v.textContent)")
     last = page.locator("#strip .verdict").last.text_content()
     if last.startswith("7"):
         pytest.skip("this vae-2 decodes its centroid of 7 as a 7: nothing to explain")
@@ -678,6 +680,7 @@ def test_the_vae_2_path_from_1_to_7_says_why_it_ends_on_another_digit(page: Page
 
 def test_model_labels_show_beta_and_the_numbers_are_explained_on_the_page(page: Page, server: ServerProcess):
     open_explorer(page, server.url, "?model=vae-2-b4&compare=ae-2")
+    page.wait_for_selector("#model[data-labels=beta]")
     labels = page.locator("#model option").all_text_contents()
     assert "vae-2-b4 · VAE 2-D · β=4.0" in labels or "vae-2-b4 · VAE 2-D · β=4" in labels
     assert any(label.startswith("vae-2-b0.5") and "β=0.5" in label for label in labels)
@@ -722,7 +725,7 @@ def test_axe_finds_no_wcag_22_aa_violations(browser: Any, server: ServerProcess,
         page.get_by_role("button", name="example digit 4").click()
         nearest_digit(page)
         page.wait_for_selector(".compare-col .compare-recon img")
-        page.wait_for_function("[...document.querySelectorAll('#grid .verdict')].every((v) => v.textContent)")
+        page.wait_for_function("() => [...document.querySelectorAll('#grid .verdict')].every((v) => v.textContent)")
         page.add_script_tag(path=str(AXE))  # from the file: no network
         result = page.evaluate("(tags) => axe.run(document, { runOnly: { type: 'tag', values: tags } })", WCAG_22_AA)
         violations = {v["id"]: [n["target"] for n in v["nodes"]] for v in result["violations"]}
@@ -747,7 +750,7 @@ def test_controls_have_unique_names_and_values_a_person_can_read(page: Page, ser
     assert page.locator("#hover").get_attribute("aria-hidden") is None
     page.locator("#map").focus()
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("document.getElementById('hover-status').textContent.includes('the judge reads')")
+    page.wait_for_function("() => document.getElementById('hover-status').textContent.includes('the judge reads')")
     assert page.locator("#hover-status").get_attribute("aria-live") == "polite"
 
 
@@ -780,7 +783,7 @@ def test_the_judges_hit_rate_against_sigma_is_drawn_for_both_models(page: Page, 
     mark = page.locator("#hit-curve .sigma-mark")
     before = mark.get_attribute("x1")
     page.locator("#sigma").fill("4")
-    page.wait_for_function(f"document.querySelector('#hit-curve .sigma-mark').getAttribute('x1') !== '{before}'")
+    page.wait_for_function(f"() => document.querySelector('#hit-curve .sigma-mark').getAttribute('x1') !== '{before}'")
     page.select_option("#sample-digit", "prior")
     page.locator("#curve-box").wait_for(state="hidden")
 
@@ -796,15 +799,17 @@ def test_the_loss_against_noise_is_drawn_for_the_image(page: Page, server: Serve
     assert mse[0] == pytest.approx(clean, abs=1e-3)  # noise 0, no occlusion: the clean reconstruction's MSE
     before = page.locator("#noise-curve .noise-mark").get_attribute("x1")
     page.locator("#noise").fill("1")
-    page.wait_for_function(f"document.querySelector('#noise-curve .noise-mark').getAttribute('x1') !== '{before}'")
+    page.wait_for_function(
+        f"() => document.querySelector('#noise-curve .noise-mark').getAttribute('x1') !== '{before}'"
+    )
 
 
 def test_playing_along_a_path_shows_each_step_and_marks_it_on_the_map(page: Page, server: ServerProcess):
     open_explorer(page, server.url, "?model=ae-2&steps=5")
-    page.wait_for_function("document.querySelectorAll('#strip figure').length === 5")
+    page.wait_for_function("() => document.querySelectorAll('#strip figure').length === 5")
     last = page.locator("#strip img").last.get_attribute("src")
     page.click("#path-play")
-    page.wait_for_function("document.getElementById('path-frame').dataset.step === '4'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('path-frame').dataset.step === '4'", timeout=10_000)
     assert page.locator("#path-frame").get_attribute("src") == last
     assert page.locator("#path-frame-caption").text_content() == "t=1.00"
     path = page.evaluate("window.digitae.overlays().path")
