@@ -10,9 +10,11 @@
 # installs what a local install gets. Nothing else about the build differs from `docker build`.
 #
 # Checks: both targets build; the api image, run read-only as a non-root user, becomes ready, answers an inference,
-# passes its HEALTHCHECK and carries no training-only package; then docker-compose.yml, with podman-compose: up, the
-# train profile (one short epoch) into the models volume, restart, the retrained model served, down --volumes; and,
-# where the compose file has the `lb` profile, three api replicas behind its balancer.
+# passes its HEALTHCHECK, carries no training-only package and decodes no more images at once than its CPU limit; then
+# deploy/kubernetes/ played by `podman kube play` (scripts/kube_play.py renders it: see there for what differs);
+# then docker-compose.yml, with podman-compose: up, the train profile (one short epoch) into the models volume,
+# restart, the retrained model served, down --volumes; and three api replicas behind the balancer of
+# deploy/compose.lb.yml, which alone publishes a port.
 #
 # Everything runs in a private podman store (under CACHE), so it never touches other images or containers. The
 # stand-in base stays there between runs and is remade only when its recipe or the pip configuration changed; every
@@ -69,8 +71,12 @@ cleanup() {
     local status=$?
     trap - EXIT INT TERM
     say "cleaning up"
-    compose --profile train --profile lb down --volumes --remove-orphans >/dev/null 2>&1 || true
-    podman rm --all --force >/dev/null 2>&1 || true  # the private store holds only this run's containers
+    compose -f docker-compose.yml -f deploy/compose.lb.yml --profile train down --volumes --remove-orphans \
+        >/dev/null 2>&1 || true
+    podman pod rm --all --force >/dev/null 2>&1 || true  # the private store holds only this run's pods,
+    podman rm --all --force >/dev/null 2>&1 || true  # containers
+    podman secret rm --all >/dev/null 2>&1 || true  # and secrets
+    [[ -z "${kube_dir:-}" ]] || rm -rf "$kube_dir"
     podman volume rm --all --force >/dev/null 2>&1 || true
     podman network rm --force "${project}_default" >/dev/null 2>&1 || true
     # Every image but the stand-in base (the cache), then the base too when asked.
@@ -207,6 +213,63 @@ sys.exit(f"training-only packages in the api image: {', '.join(found)}" if found
 PY
 echo "ok: none of the train/dev extras' packages is installed ($training_only)"
 podman rm --force "$api_container" >/dev/null
+# The decode threads follow the container's CPU limit (cgroup cpu.max), not the machine's cores.
+podman run --rm --read-only --cpus 1 --env DIGITAE_LOG_LEVEL=info localhost/digitae:latest python -c \
+    'from service.settings import Settings; print("decode_concurrency", Settings().decode_concurrency)' \
+    | grep -qx 'decode_concurrency 1' || fail "with --cpus 1 the decode concurrency is not 1"
+echo "ok: with --cpus 1 on $(nproc) cores, DIGITAE_DECODE_CONCURRENCY defaults to 1"
+
+# -- deploy/kubernetes/, played by podman ----------------------------------------------------------------------------
+say "podman kube play deploy/kubernetes (rendered by scripts/kube_play.py)"
+kube_dir="$(mktemp -d)"
+kube_port="$(free_port)"
+"$python" scripts/kube_play.py "$kube_dir" localhost/digitae:latest "$kube_port"
+# Fail closed: without the key Secret the Deployment does not start (secretKeyRef is required).
+if podman kube play --start=false "$kube_dir/kube.yaml" >"$kube_dir/no-secret.log" 2>&1; then
+    fail "the Deployment was created without its key Secret: $(cat "$kube_dir/no-secret.log")"
+fi
+podman pod rm --all --force >/dev/null 2>&1 || true
+podman volume rm --all --force >/dev/null 2>&1 || true
+echo "ok: no Secret digitae-keys, no pod ($(grep -m1 -io 'secret[^"]*' "$kube_dir/no-secret.log" || true))"
+# podman 4.3 reads a secretKeyRef from a podman secret holding the Secret object (it cannot play kind: Secret).
+"$python" -c 'import sys, yaml; print(yaml.safe_dump([d for d in yaml.safe_load_all(open(sys.argv[1]))
+    if d["kind"] == "Secret"][0]))' "$kube_dir/kube.yaml" >"$kube_dir/secret.yaml"
+podman secret create digitae-keys "$kube_dir/secret.yaml" >/dev/null
+# The volume first, then the init container's work (see scripts/kube_play.py), then the Deployment.
+podman volume create digitae-models >/dev/null
+chown 10001:10001 "$(podman volume inspect --format '{{.Mountpoint}}' digitae-models)"  # what fsGroup does
+sh "$kube_dir/seed-models.sh"
+podman kube play "$kube_dir/kube.yaml" >"$kube_dir/play.log" 2>&1 || { cat "$kube_dir/play.log" >&2; fail "kube play failed"; }
+kube_url="http://127.0.0.1:$kube_port"
+kube_container="$(podman ps --format '{{.Names}}' | grep -- '-api$' | head -1)"
+[[ -n "$kube_container" ]] || { cat "$kube_dir/play.log" >&2; podman ps -a >&2; fail "no api container"; }
+http ready "$kube_url" || { podman logs "$kube_container" >&2; fail "the pod never got ready"; }
+while read -r probe; do
+    http status "$kube_url$probe" 200 || fail "the probe $probe does not answer 200"
+done <"$kube_dir/probes.txt"
+echo "ok: the probes answer ($(tr '\n' ' ' <"$kube_dir/probes.txt"))"
+uid="$(podman exec "$kube_container" id -u)"
+[[ "$uid" == 10001 ]] || fail "the pod's api runs as uid $uid, not 10001"
+podman exec "$kube_container" touch /home/digitae/probe 2>/dev/null && fail "the pod's root filesystem is writable"
+podman exec "$kube_container" touch /var/lib/digitae/models/probe 2>/dev/null && fail "the pod's models volume is writable"
+echo "ok: runs as uid $uid, root filesystem and models volume read-only"
+settings="$(podman logs "$kube_container" 2>&1 | grep -m1 'settings: ' | sed 's/.*settings: //')"
+"$python" - "$settings" "$kube_dir/kube.yaml" <<'PY' || fail "the pod does not run with the ConfigMap's settings"
+import json, sys, yaml
+running = json.loads(sys.argv[1])
+configmap = next(d for d in yaml.safe_load_all(open(sys.argv[2])) if d["kind"] == "ConfigMap")
+for name, value in configmap["data"].items():
+    key = name.removeprefix("DIGITAE_").lower()
+    assert str(running[key]).lower() == value.lower(), f"{name}={value} but the pod runs with {running[key]!r}"
+assert running["api_keys"] and running["admin_key"], "the pod has no keys"
+print(f"ok: the pod runs with the ConfigMap's {len(configmap['data'])} settings, and keys from the Secret")
+PY
+set -a; source "$kube_dir/keys.env"; set +a
+http keys "$kube_url" "$API_KEY" "$ADMIN_KEY"
+http infer "$kube_url" "$API_KEY"
+podman kube down "$kube_dir/kube.yaml" >/dev/null
+podman secret rm digitae-keys >/dev/null
+podman volume rm --force digitae-models >/dev/null
 
 # -- docker-compose.yml, as written -----------------------------------------------------------------------------------
 compose_port="$(free_port)"
@@ -265,32 +328,30 @@ EOF
         || { tail -20 "$cache/build-balancer.log" >&2; fail "building the stand-in $image failed"; }
     rm -rf "$context"
 }
-# "SERVICE IMAGE" of the lb profile's services that are not digitae's own (the balancer).
-balancer="$("$python" - <<'PY'
+# "SERVICE IMAGE" of deploy/compose.lb.yml's services that are not digitae's own (the balancer).
+read -r lb_service lb_image < <("$python" - <<'PY'
 import yaml
 
-services = yaml.safe_load(open("docker-compose.yml"))["services"]
+yaml.SafeLoader.add_constructor("!reset", lambda loader, node: None)  # Compose's "drop what the base file set"
+services = yaml.safe_load(open("deploy/compose.lb.yml"))["services"]
 for name, service in services.items():
-    if "lb" in service.get("profiles", []) and "build" not in service:
+    if "image" in service and "build" not in service:
         print(name, service["image"])
 PY
-)"
-if [[ -n "$balancer" ]]; then
-    read -r lb_service lb_image <<<"$balancer"
-    say "podman-compose --profile lb up -d --scale api=3 ($lb_service: a stand-in $lb_image)"
-    standin_balancer "$lb_image"
-    # Behind the balancer the replicas publish no port of their own (podman-compose cannot spread a host port
-    # range over scaled replicas as Docker Compose does): an override resets api's ports for this step.
-    lb_override="$cache/compose-lb-override.yml"
-    printf 'services:\n  api:\n    ports: !reset []\n' >"$lb_override"
-    lb() { compose -f docker-compose.yml -f "$lb_override" --profile lb "$@"; }
-    lb up -d --scale api=3
-    lb_port="$(podman port "${project}_${lb_service}_1" | head -1 | sed 's/.*://')"
-    replicas="$(podman ps --quiet --filter "label=io.podman.compose.project=$project" \
-        --filter "label=com.docker.compose.service=api" | wc -l)"
-    ((replicas == 3)) || fail "--scale api=3 started $replicas api containers"
-    http ready "http://127.0.0.1:$lb_port" || { lb logs >&2; fail "the balancer never got ready"; }
-    http infer "http://127.0.0.1:$lb_port"
-    echo "ok: 3 api replicas serve through $lb_image"
-    lb down --volumes
-fi
+)
+say "podman-compose -f docker-compose.yml -f deploy/compose.lb.yml up -d --scale api=3 ($lb_service: a stand-in $lb_image)"
+standin_balancer "$lb_image"
+lb() { compose -f docker-compose.yml -f deploy/compose.lb.yml "$@"; }
+lb up -d --scale api=3
+lb_port="$(podman port "${project}_${lb_service}_1" | head -1 | sed 's/.*://')"
+replicas="$(podman ps --quiet --filter "label=io.podman.compose.project=$project" \
+    --filter "label=com.docker.compose.service=api")"
+(($(wc -l <<<"$replicas") == 3)) || fail "--scale api=3 started $(wc -l <<<"$replicas") api containers"
+for replica in $replicas; do
+    [[ -z "$(podman port "$replica")" ]] || fail "an api replica publishes a port: $(podman port "$replica")"
+done
+echo "ok: the api replicas publish no port; only $lb_service does ($lb_port)"
+http ready "http://127.0.0.1:$lb_port" || { lb logs >&2; fail "the balancer never got ready"; }
+http infer "http://127.0.0.1:$lb_port"
+echo "ok: 3 api replicas serve through $lb_image"
+lb down --volumes

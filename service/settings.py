@@ -50,10 +50,11 @@ class Settings(BaseSettings):
         50_000_000, ge=784, description="most pixels in all the images of one request together (a batch), decoded"
     )
     decode_concurrency: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
+        default_factory=lambda: usable_cpus(),
         ge=1,
         le=256,
-        description="most images decoded at once per worker (each can take ~13 bytes per pixel); default: the cores",
+        description="most images decoded at once per worker (each can take ~13 bytes per pixel); default: the CPU "
+        "cores the process may use (a container's CPU limit included)",
     )
     max_header_bytes: int = Field(
         16 * 1024, ge=1024, le=1024 * 1024, description="longest request line and headers together, in bytes (431)"
@@ -115,8 +116,17 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="text: one escaped line per record; json: one JSON object per line (for log collectors)"
     )
+    # -- deployment: failing closed and running behind a proxy (service/runtime/server.py) --
+    require_keys: bool = Field(
+        False, description="true: refuse to start without DIGITAE_API_KEYS (a deployment whose key Secret is missing)"
+    )
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="proxies (addresses or networks) whose X-Forwarded-For/-Proto give the client's address; "
+        "empty = the connection's peer is the client",
+    )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         """Accept `a,b` as well as `["a","b"]` from the environment."""
@@ -146,6 +156,15 @@ class Settings(BaseSettings):
     def _drain_fits_grace(self) -> Settings:
         if self.drain_s >= self.grace_s:
             raise ValueError(f"drain_s ({self.drain_s}) must be shorter than grace_s ({self.grace_s})")
+        return self
+
+    @model_validator(mode="after")
+    def _keys_when_required(self) -> Settings:
+        if self.require_keys and not self.api_keys:
+            raise ValueError(
+                "require_keys is set but no API key is: set DIGITAE_API_KEYS (e.g. from the key Secret), "
+                "or DIGITAE_REQUIRE_KEYS=false to serve without keys"
+            )
         return self
 
     @field_validator("log_level", mode="before")

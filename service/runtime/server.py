@@ -446,6 +446,9 @@ def serve(settings: Settings, app: Any, log_config: dict[str, Any] | None, *, fa
         log_config=log_config,  # applied again in each worker process
         access_log=False,  # the request middleware logs each request, with its id
         server_header=False,
+        # Behind a trusted proxy (DIGITAE_FORWARDED_ALLOW_IPS) the scope's client is the one it forwards for.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         timeout_keep_alive=settings.idle_timeout_s,  # type: ignore[arg-type]  # a float works
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )

@@ -4,7 +4,9 @@ policy scan with no failed check (each skip justified in place), and the values 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 import yaml
 from starlette.routing import Match
 
+from benchmarks import memory_ceiling
 from service.app import create_app
 from service.settings import Settings
 from tests.support import REPO_ROOT
@@ -45,9 +48,10 @@ def container(name: str, container_name: str) -> dict[str, Any]:
     return found
 
 
-def settings_of(configmap: dict[str, Any]) -> Settings:
+def settings_of(configmap: dict[str, Any], api_keys: str = "a-key-from-the-secret") -> Settings:
+    """The settings a pod runs with: the ConfigMap's, and `api_keys` as the key Secret gives them."""
     values = {k.removeprefix("DIGITAE_").lower(): v for k, v in configmap["data"].items()}
-    return Settings(**values)
+    return Settings(**values, api_keys=api_keys)
 
 
 def dockerfile_lines(keyword: str) -> list[str]:
@@ -250,3 +254,71 @@ def test_the_serving_runtime_container_is_valid_and_probes_the_protocols_health_
         scope = {"type": "http", "path": path, "method": "GET"}
         assert any(route.matches(scope)[0] == Match.FULL for route in app.routes), path
     assert api["securityContext"]["runAsUser"] == int(dockerfile_lines("USER")[-1].split(":")[0])
+
+
+def test_the_key_secret_is_required_and_the_service_refuses_to_start_without_keys() -> None:
+    """Was: both keys `optional: true`, so a missing Secret started an open API."""
+    api = container("deployment.yaml", "api")
+    for variable in api["env"]:
+        reference = variable["valueFrom"]["secretKeyRef"]
+        assert reference.get("optional", False) is False, f"{variable['name']} would start without its Secret"
+    configmap = manifests()["configmap.yaml"]
+    assert configmap["data"]["DIGITAE_REQUIRE_KEYS"] == "true"
+    with pytest.raises(ValueError, match="require_keys is set but no API key is"):
+        settings_of(configmap, api_keys="")  # what the pod would run with, given an empty api-keys
+    settings = settings_of(configmap, api_keys="a-deployment-key")
+    assert settings.require_keys and settings.api_keys == ["a-deployment-key"]
+
+
+def quantity_mib(quantity: str) -> float:
+    units = {"Ki": 2**-10, "Mi": 1, "Gi": 2**10, "K": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    number, unit = re.fullmatch(r"([\d.]+)([A-Za-z]*)", quantity).groups()
+    return float(number) * units[unit] if unit else float(number) / 2**20
+
+
+def test_the_memory_limit_holds_the_measured_worst_case() -> None:
+    """Was: 768 Mi, while one large decode adds hundreds of MB and 32 concurrent uploads peak above it. The limit
+    is sized from benchmarks/memory_ceiling.py's figures, which hold for the decode concurrency and pixel cap the
+    pod runs with: the decode threads follow the CPU limit (the ConfigMap leaves them to it)."""
+    configmap = manifests()["configmap.yaml"]
+    assert "DIGITAE_DECODE_CONCURRENCY" not in configmap["data"], "the decode threads follow limits.cpu"
+    settings = settings_of(configmap)
+    resources = container("deployment.yaml", "api")["resources"]
+    decode_threads = math.floor(float(resources["limits"]["cpu"]))  # service.settings.usable_cpus in the pod
+    assert settings.worker_count == 1
+    assert decode_threads <= memory_ceiling.DECODE_CONCURRENCY
+    assert settings.max_image_pixels <= memory_ceiling.SIDE**2
+    limit = quantity_mib(resources["limits"]["memory"])
+    assert limit >= memory_ceiling.PEAK_MIB * memory_ceiling.HEADROOM, (limit, memory_ceiling.PEAK_MIB)
+    assert quantity_mib(resources["requests"]["memory"]) >= memory_ceiling.IDLE_MIB
+
+
+def test_the_rendering_podman_plays_is_the_kustomization(tmp_path: Path) -> None:
+    """scripts/kube_play.py renders what `kubectl kustomize` would (namespace, image), and changes only what it
+    says for podman: the image, one replica, a published port, the init container run apart."""
+    spec = importlib.util.spec_from_file_location("kube_play", REPO_ROOT / "scripts" / "kube_play.py")
+    assert spec is not None and spec.loader is not None
+    kube_play = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kube_play)
+    rendered = {o["kind"]: o for o in kube_play.render()}
+    kustomization = yaml.safe_load((KUBERNETES_DIR / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    expected = f"{image['newName']}:{image['newTag']}"
+    assert {c["image"] for c in kube_play.pod_containers(rendered["Deployment"])} == {expected}
+    assert all(o["metadata"].get("namespace", "digitae") == kustomization["namespace"] for o in rendered.values())
+
+    kube_play.main(tmp_path, "localhost/digitae:test", 18080)
+    played = {o["kind"]: o for o in yaml.safe_load_all((tmp_path / "kube.yaml").read_text())}
+    assert set(played) == {"ConfigMap", "PersistentVolumeClaim", "Secret", "Deployment"}
+    assert played["ConfigMap"] == rendered["ConfigMap"]
+    pod = played["Deployment"]["spec"]["template"]["spec"]
+    original = rendered["Deployment"]["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and pod["securityContext"] == original["securityContext"]
+    (api,) = pod["containers"]
+    assert api["image"] == "localhost/digitae:test" and api["ports"][0]["hostPort"] == 18080
+    assert api["env"] == original["containers"][0]["env"] and api["resources"] == original["containers"][0]["resources"]
+    seed = (tmp_path / "seed-models.sh").read_text()
+    assert "--user=10001:10001" in seed and "--read-only" in seed and "--volume=digitae-models:/models" in seed
+    assert original["initContainers"][0]["command"][-1].strip().splitlines()[-1].strip() in seed
+    keys = dict(line.split("=", 1) for line in (tmp_path / "keys.env").read_text().split())
+    assert Settings(api_keys=keys["API_KEY"], admin_key=keys["ADMIN_KEY"])  # usable keys

@@ -36,3 +36,24 @@ def test_settings_defaults_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None
         with pytest.raises(ValueError):
             Settings()
         monkeypatch.delenv(f"DIGITAE_{name}")
+
+
+def test_decode_concurrency_follows_the_cpus_the_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: the node's cores (os.cpu_count), not a container's CPU limit: a 2-CPU pod on a 64-core node decoded 64
+    images at once, each up to ~13 bytes a pixel."""
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("service.settings.usable_cpus", lambda: 2)  # what cgroup cpu.max "200000 100000" gives
+    assert Settings().decode_concurrency == 2
+    monkeypatch.setenv("DIGITAE_DECODE_CONCURRENCY", "3")
+    assert Settings().decode_concurrency == 3
+
+
+def test_forwarded_allow_ips_and_require_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().forwarded_allow_ips == [] and Settings().require_keys is False
+    monkeypatch.setenv("DIGITAE_FORWARDED_ALLOW_IPS", "10.0.0.0/8, 192.168.1.7")
+    assert Settings().forwarded_allow_ips == ["10.0.0.0/8", "192.168.1.7"]
+    monkeypatch.setenv("DIGITAE_REQUIRE_KEYS", "true")
+    with pytest.raises(ValueError, match="require_keys is set but no API key is"):
+        Settings()
+    monkeypatch.setenv("DIGITAE_API_KEYS", "a-deployment-key")
+    assert Settings().api_keys == ["a-deployment-key"]

@@ -83,3 +83,19 @@ def test_several_workers_serve_and_share_metrics(tmp_path: Path, start_server: S
     assert served is not None and float(served.group(1)) == 20, text  # summed over both workers
     workers = set(re.findall(r"Started server process \[(\d+)\]", server.log()))
     assert len(workers) == 2, server.log()
+
+
+def test_a_deployment_that_requires_keys_refuses_to_start_without_them(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """Was: a missing key Secret (`optional: true`) started an open API. With DIGITAE_REQUIRE_KEYS the process exits
+    at once, saying what to set; with a key it serves, and only to that key."""
+    models = build_checkpoints(tmp_path / "models")
+    for missing in ({}, {"api_keys": ""}):  # the variable unset, or set empty (a Secret with an empty value)
+        result = run_service(models, require_keys="true", **missing)
+        assert result.returncode == 2, result.stderr
+        assert "require_keys is set but no API key is: set DIGITAE_API_KEYS" in result.stderr
+        assert "Traceback" not in result.stderr
+    server = start_server(models, require_keys="true", api_keys="a-deployment-key")
+    assert httpx.get(f"{server.url}/v1/models").status_code == 401
+    assert httpx.get(f"{server.url}/v1/models", headers={"authorization": "Bearer a-deployment-key"}).status_code == 200

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,17 +22,30 @@ import httpx
 import pytest
 import yaml
 
+from benchmarks import memory_ceiling
 from service.settings import Settings
 from tests.support import REPO_ROOT, ServerProcess, build_checkpoints, free_port
 from tests.support.reloads import write_new_version
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 HAPROXY_CFG = REPO_ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+LB_OVERRIDE = REPO_ROOT / "deploy" / "compose.lb.yml"
 WRK_SCRIPT = REPO_ROOT / "benchmarks" / "post.lua"
 REPLICAS = 3
 DRAIN_S = 2.0
 GRACE_S = 8.0
 RELOAD_INTERVAL_S = 1.0
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML as Compose reads it: an override file's `!reset VALUE` (drop what the base set) as {"!reset": VALUE}."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: {"!reset": loader.construct_sequence(node)})
+
+
+def compose_services(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=ComposeLoader)["services"]  # a SafeLoader
 
 
 def haproxy_config() -> ModuleType:
@@ -65,14 +79,21 @@ def test_the_committed_haproxy_config_is_generated_from_the_compose_settings() -
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_the_lb_profile_balances_the_api_replicas_on_readyz() -> None:
+def test_the_lb_override_publishes_the_balancer_alone_and_balances_on_readyz() -> None:
+    """Was: an `lb` profile in which the api still published its port on every interface, so clients went round
+    the balancer (a profile can add a service but not take a port away): an override file resets the api's ports."""
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
-    api, lb = services["api"], services["lb"]
-    assert lb["profiles"] == ["lb"] and lb["image"].split(":")[0] == "haproxy"  # the official image
+    override = compose_services(LB_OVERRIDE)
+    api, lb = services["api"], override["lb"]
+    assert "lb" not in services, "the balancer lives in deploy/compose.lb.yml, with the api's ports reset"
+    assert lb["image"].split(":")[0] == "haproxy" and "profiles" not in lb  # the official image
+    assert lb["ports"] == [f"{haproxy_config().LISTEN_PORT}:{haproxy_config().LISTEN_PORT}"]
     assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in lb["volumes"]
     assert "api" in lb["depends_on"] and "profiles" not in api
-    # several replicas cannot share one host port: the api's published port is a variable (a range when scaled)
-    assert api["ports"] == ["${DIGITAE_API_PORTS:-8000}:8000"]
+    assert api["ports"] == ["${DIGITAE_API_PORTS:-8000}:8000"]  # alone, the api publishes its port
+    assert override["api"]["ports"] == {"!reset": []}, "the replicas must publish nothing"
+    assert set(override["api"]) == {"ports", "environment"}
+    assert override["api"]["environment"] == {"DIGITAE_FORWARDED_ALLOW_IPS": "*"}  # only the balancer reaches them
     settings = Settings(
         **{k.removeprefix("DIGITAE_").lower(): v for k, v in api["environment"].items() if k.startswith("DIGITAE_")}
     )
@@ -84,6 +105,27 @@ def test_the_lb_profile_balances_the_api_replicas_on_readyz() -> None:
     assert int(api["stop_grace_period"].removesuffix("s")) > settings.grace_s
     text = HAPROXY_CFG.read_text()
     assert "option httpchk GET /readyz" in text and f"api:{settings.port} " in text
+    # the bounds: connections in all, per replica (under the service's own cap), and per client address
+    assert f"maxconn {generator.MAX_CONNECTIONS}" in text and "option forwardfor" in text
+    assert settings.max_connections > generator.SERVER_MAX_CONNECTIONS
+    assert f"sc0_conn_cur gt {generator.CLIENT_MAX_CONNECTIONS}" in text
+
+
+def test_compose_limits_the_api_containers_resources() -> None:
+    """Was: no limits. The memory limit holds the measured worst case of each worker (benchmarks/memory_ceiling.py)
+    with the decode threads the CPU limit gives it."""
+    api = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["api"]
+    limits = api["deploy"]["resources"]["limits"]
+    settings = Settings(
+        **{k.removeprefix("DIGITAE_").lower(): v for k, v in api["environment"].items() if k.startswith("DIGITAE_")}
+    )
+    assert "DIGITAE_DECODE_CONCURRENCY" not in api["environment"], "the decode threads follow the CPU limit"
+    assert int(float(limits["cpus"])) <= memory_ceiling.DECODE_CONCURRENCY
+    assert settings.max_image_pixels <= memory_ceiling.SIDE**2
+    memory_mib = int(limits["memory"].removesuffix("M")) * 1e6 / 2**20
+    assert memory_mib >= settings.worker_count * memory_ceiling.PEAK_MIB * memory_ceiling.HEADROOM
+    lb_limits = compose_services(LB_OVERRIDE)["lb"]["deploy"]["resources"]["limits"]
+    assert {"cpus", "memory"} <= set(lb_limits)
 
 
 def test_the_generator_follows_the_service_defaults() -> None:
@@ -214,3 +256,99 @@ def test_rolling_restart_and_model_update_behind_haproxy_lose_no_request(tmp_pat
                 process.wait(timeout=10)
         for server in replicas:
             server.stop()
+
+
+# -- the balancer's client bounds and the forwarded client address ---------------------------------------------------
+
+# An app served by the service's own server (service/runtime/server.py's `serve`, as `python -m service` runs it)
+# that answers every request with the client address it sees in the ASGI scope: what the access log records.
+ECHO_CLIENT_SERVER = """
+import sys
+from service.runtime.server import serve
+from benchmarks import memory_ceiling
+from service.settings import Settings
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": scope["client"][0].encode()})
+
+serve(Settings(port=int(sys.argv[1]), forwarded_allow_ips=sys.argv[2:]), app, None)
+"""
+
+
+def client_from(address: str) -> httpx.Client:
+    """A client whose connections come from `address` (any 127.0.0.0/8 address is this machine's)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10)
+
+
+@pytest.fixture
+def balanced_echo(tmp_path: Path):
+    """HAProxy, with the committed configuration's rules, in front of one echo server that trusts it (127.0.0.1):
+    yields (balancer url, server url)."""
+    haproxy = needs("haproxy")
+    generator = haproxy_config()
+    port, lb_port = free_port(), free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        generator.render(
+            generator.Balancing(port=port, drain_s=DRAIN_S, grace_s=GRACE_S),
+            [f"127.0.0.1:{port}"],
+            listen=f"127.0.0.1:{lb_port}",
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    server = subprocess.Popen([sys.executable, "-c", ECHO_CLIENT_SERVER, str(port), "127.0.0.1"], env=env)
+    balancer = subprocess.Popen([haproxy, "-db", "-f", str(config)])
+    lb_url, url = f"http://127.0.0.1:{lb_port}", f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: ready_through(lb_url), 30, "HAProxy and the echo server")
+        yield lb_url, url
+    finally:
+        for process in (balancer, server):
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_the_service_sees_the_client_address_the_balancer_forwards(balanced_echo: tuple[str, str]) -> None:
+    """Was: no `option forwardfor`, so every request came from the balancer's address."""
+    lb_url, url = balanced_echo
+    with client_from("127.0.0.2") as client:
+        assert client.get(f"{lb_url}/v1/models").text == "127.0.0.2"
+        # a client's own X-Forwarded-For is dropped by the balancer, so it cannot choose the address logged
+        assert client.get(f"{lb_url}/v1/models", headers={"x-forwarded-for": "203.0.113.9"}).text == "127.0.0.2"
+        # straight to the server, from an address it does not trust: the header is ignored
+        assert client.get(f"{url}/v1/models", headers={"x-forwarded-for": "203.0.113.9"}).text == "127.0.0.2"
+
+
+def test_one_client_cannot_take_every_connection_of_the_balancer(balanced_echo: tuple[str, str]) -> None:
+    """Was: no per-client limit, so 1,000 idle connections from one client took every slot of the replicas."""
+    lb_url, _ = balanced_echo
+    generator = haproxy_config()
+    lb_port = int(lb_url.rsplit(":", 1)[1])
+    held: list[socket.socket] = []
+    closed = 0
+    try:
+        for _ in range(generator.CLIENT_MAX_CONNECTIONS + 16):
+            try:
+                sock = socket.create_connection(("127.0.0.1", lb_port), timeout=5, source_address=("127.0.0.3", 0))
+            except ConnectionResetError:
+                closed += 1  # refused as it was accepted
+                continue
+            held.append(sock)
+        time.sleep(0.5)
+        for sock in held:
+            sock.settimeout(0.05)
+            try:
+                closed += sock.recv(1) == b""
+            except TimeoutError:
+                pass  # still open: waiting for a request
+            except ConnectionResetError:
+                closed += 1
+        assert closed == 16, f"{closed} of {generator.CLIENT_MAX_CONNECTIONS + 16} connections from one address closed"
+        with client_from("127.0.0.4") as other:
+            assert other.get(f"{lb_url}/healthz").status_code == 200  # another client is still served
+    finally:
+        for sock in held:
+            sock.close()
