@@ -5,12 +5,15 @@ usage: python scripts/kube_play.py OUT_DIR IMAGE HOST_PORT
 Renders the kustomization as `kubectl kustomize` does for the features it uses (its resources, its namespace, its
 image names), then writes into OUT_DIR what podman plays, each file an unchanged rendered object except where said:
 
-  kube.yaml         the ConfigMap, the PersistentVolumeClaim, a Secret `digitae-keys` with fresh keys (the one object
-                    a user creates; the README's command) and the Deployment, with the image IMAGE (pull policy
+  claim.yaml        the PersistentVolumeClaim, played first: podman makes its volume, which the init container fills;
+  kube.yaml         the ConfigMap and the Deployment, with the image IMAGE (pull policy
                     Never), one replica, the api's port published on 127.0.0.1:HOST_PORT, and no init container:
                     Debian's podman 4.3 fails on init containers ("failed to remove once init container"), so
   seed-models.sh    runs the init container's own command and volume mount with `podman run`, as its user, read-only,
                     before the Deployment is played;
+  secret.json       the Secret `digitae-keys` (the one object a user creates: the README's command) with fresh keys,
+                    as podman 4.3 reads a secretKeyRef: a podman secret of that name holding the Secret's `data` as
+                    JSON (it cannot play `kind: Secret` itself: it stores the YAML, then fails to read it);
   keys.env          the Secret's keys, for the checks (API_KEY=..., ADMIN_KEY=...);
   probes.txt        the api container's probe paths, one a line.
 
@@ -20,6 +23,7 @@ Fails when the kustomization uses a feature this rendering does not know (then u
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import shlex
 import sys
@@ -73,17 +77,16 @@ def main(out: Path, image: str, host_port: int) -> None:
 
     api_key, admin_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     secret_name = {ref["valueFrom"]["secretKeyRef"]["name"] for ref in api["env"]}.pop()
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": secret_name, "namespace": deployment["metadata"]["namespace"]},
-        "data": {
-            key: base64.b64encode(value.encode()).decode()
-            for key, value in (("api-keys", api_key), ("admin-key", admin_key))
-        },
+    referenced = {ref["valueFrom"]["secretKeyRef"]["key"] for ref in api["env"]}
+    data = {
+        key: base64.b64encode(value.encode()).decode()
+        for key, value in (("api-keys", api_key), ("admin-key", admin_key))
     }
-    played = [objects["ConfigMap"], objects["PersistentVolumeClaim"], secret, deployment]
-    (out / "kube.yaml").write_text(yaml.safe_dump_all(played, sort_keys=False))
+    assert referenced == set(data), f"the Deployment reads {sorted(referenced)} from the Secret"
+    (out / "claim.yaml").write_text(yaml.safe_dump(objects["PersistentVolumeClaim"], sort_keys=False))
+    (out / "kube.yaml").write_text(yaml.safe_dump_all([objects["ConfigMap"], deployment], sort_keys=False))
+    (out / "secret.json").write_text(json.dumps(data))
+    (out / "secret-name.txt").write_text(secret_name + "\n")
     (out / "keys.env").write_text(f"API_KEY={api_key}\nADMIN_KEY={admin_key}\n")
     probes = [api[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")]
     (out / "probes.txt").write_text("\n".join(probes) + "\n")

@@ -4,6 +4,7 @@ policy scan with no failed check (each skip justified in place), and the values 
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import math
@@ -309,7 +310,8 @@ def test_the_rendering_podman_plays_is_the_kustomization(tmp_path: Path) -> None
 
     kube_play.main(tmp_path, "localhost/digitae:test", 18080)
     played = {o["kind"]: o for o in yaml.safe_load_all((tmp_path / "kube.yaml").read_text())}
-    assert set(played) == {"ConfigMap", "PersistentVolumeClaim", "Secret", "Deployment"}
+    assert set(played) == {"ConfigMap", "Deployment"}
+    assert yaml.safe_load((tmp_path / "claim.yaml").read_text()) == rendered["PersistentVolumeClaim"]
     assert played["ConfigMap"] == rendered["ConfigMap"]
     pod = played["Deployment"]["spec"]["template"]["spec"]
     original = rendered["Deployment"]["spec"]["template"]["spec"]
@@ -322,3 +324,5 @@ def test_the_rendering_podman_plays_is_the_kustomization(tmp_path: Path) -> None
     assert original["initContainers"][0]["command"][-1].strip().splitlines()[-1].strip() in seed
     keys = dict(line.split("=", 1) for line in (tmp_path / "keys.env").read_text().split())
     assert Settings(api_keys=keys["API_KEY"], admin_key=keys["ADMIN_KEY"])  # usable keys
+    secret = {k: base64.b64decode(v).decode() for k, v in json.loads((tmp_path / "secret.json").read_text()).items()}
+    assert secret == {"api-keys": keys["API_KEY"], "admin-key": keys["ADMIN_KEY"]}
