@@ -254,7 +254,8 @@ uid="$(podman exec "$kube_container" id -u)"
 podman exec "$kube_container" touch /home/digitae/probe 2>/dev/null && fail "the pod's root filesystem is writable"
 podman exec "$kube_container" touch /var/lib/digitae/models/probe 2>/dev/null && fail "the pod's models volume is writable"
 echo "ok: runs as uid $uid, root filesystem and models volume read-only"
-settings="$(podman logs "$kube_container" 2>&1 | grep -m1 'settings: ' | sed 's/.*settings: //')"
+podman logs "$kube_container" >"$kube_dir/pod.log" 2>&1  # into a file: grep -m1 on a pipe would SIGPIPE podman
+settings="$(grep -m1 'settings: ' "$kube_dir/pod.log" | sed 's/.*settings: //')"
 "$python" - "$settings" "$kube_dir/kube.yaml" <<'PY' || fail "the pod does not run with the ConfigMap's settings"
 import json, sys, yaml
 from service.settings import Settings
