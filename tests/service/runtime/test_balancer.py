@@ -93,7 +93,11 @@ def test_the_lb_override_publishes_the_balancer_alone_and_balances_on_readyz() -
     assert api["ports"] == ["${DIGITAE_API_PORTS:-8000}:8000"]  # alone, the api publishes its port
     assert override["api"]["ports"] == {"!reset": []}, "the replicas must publish nothing"
     assert set(override["api"]) == {"ports", "environment"}
-    assert override["api"]["environment"] == {"DIGITAE_FORWARDED_ALLOW_IPS": "*"}  # only the balancer reaches them
+    # only the balancer reaches the replicas: its X-Forwarded-For is trusted, and it caps each client itself
+    assert override["api"]["environment"] == {
+        "DIGITAE_FORWARDED_ALLOW_IPS": "*",
+        "DIGITAE_MAX_CONNECTIONS_PER_CLIENT": "0",
+    }
     settings = Settings(
         **{k.removeprefix("DIGITAE_").lower(): v for k, v in api["environment"].items() if k.startswith("DIGITAE_")}
     )
