@@ -4,7 +4,7 @@ The health check follows the service's own settings: HAProxy asks `/readyz` ofte
 well within its drain period (`DIGITAE_DRAIN_S`), so a replica stopping on SIGTERM gets no new request by the time
 it stops accepting; a replica's response may take up to its grace period.
 
-    python scripts/haproxy_config.py > deploy/haproxy/haproxy.cfg     # what `docker compose --profile lb` mounts
+    python scripts/haproxy_config.py > deploy/haproxy/haproxy.cfg     # what deploy/compose.lb.yml mounts
 
 reads the `api` service's settings from docker-compose.yml and finds the replicas through Docker's DNS
 (`--scale api=N`); the HAProxy test renders the same template with loopback addresses.
