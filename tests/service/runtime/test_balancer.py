@@ -356,3 +356,34 @@ def test_one_client_cannot_take_every_connection_of_the_balancer(balanced_echo: 
     finally:
         for sock in held:
             sock.close()
+
+
+def test_the_service_logs_the_client_address_the_balancer_forwards(tmp_path: Path) -> None:
+    """`python -m service` behind the real HAProxy configuration, trusting it (DIGITAE_FORWARDED_ALLOW_IPS): its
+    JSON access record names the client (127.0.0.2), not the balancer, whatever X-Forwarded-For the client sends."""
+    haproxy = needs("haproxy")
+    generator = haproxy_config()
+    models = build_checkpoints(tmp_path / "models", judge=False)
+    server = ServerProcess(
+        models, tmp_path / "server.log", forwarded_allow_ips="127.0.0.1", log_format="json", log_level="info"
+    )
+    lb_port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    balancing = generator.Balancing(port=server.port, drain_s=DRAIN_S, grace_s=GRACE_S)
+    config.write_text(generator.render(balancing, [f"127.0.0.1:{server.port}"], listen=f"127.0.0.1:{lb_port}"))
+    lb_url = f"http://127.0.0.1:{lb_port}"
+    with server.start(90):
+        balancer = subprocess.Popen([haproxy, "-db", "-f", str(config)])
+        try:
+            wait_until(lambda: ready_through(lb_url), 30, "HAProxy")
+            with client_from("127.0.0.2") as client:
+                answer = client.get(f"{lb_url}/v1/models", headers={"x-forwarded-for": "203.0.113.9"})
+            assert answer.status_code == 200
+            request_id = answer.headers["x-request-id"]
+            time.sleep(0.5)  # the log is written from a background thread
+        finally:
+            balancer.terminate()
+            balancer.wait(timeout=10)
+        records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    (access,) = [r for r in records if r.get("request_id") == request_id and r.get("logger") == "digitae.access"]
+    assert access["client"] == "127.0.0.2", access
