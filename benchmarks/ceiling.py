@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.latents import sample_latents
 from service.catalog.registry import ServedModel, load_registry
 from service.codec.imaging import decode_base64_image, png_base64, preprocess
-from service.engine.inference import decode_batch, encode_batch, reconstruct_batch, sample_latents
+from service.engine.inference import decode_batch, encode_batch, reconstruct_batch
 
 RECONSTRUCT_NO_PNG = "reconstruct, no PNG"  # what `?fields=loss,latent` asks for: the forward pass and the losses
 
@@ -50,7 +51,7 @@ def batch_work(model: ServedModel, batch: int) -> dict[str, Callable[[], None]]:
             png_base64(image)
 
     def sample() -> None:
-        for image in decode_batch(model, list(sample_latents(model, 3, 0.5, batch, seed=0))):
+        for image in decode_batch(model, list(sample_latents(model.centroids_cpu, 3, 0.5, batch, seed=0).numpy())):
             png_base64(image)
 
     return {

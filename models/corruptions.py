@@ -1,4 +1,5 @@
-"""Corruptions of clean images, shared by the robustness experiments and the service.
+"""Corruptions of clean images, shared by the robustness experiments and the service (which corrupts one image
+at a time by a `CorruptionPlan`).
 
 Each is reproducible from a seed: the same seed corrupts the same image the same way,
 whatever else the process has drawn from torch's global generator.
@@ -7,8 +8,10 @@ whatever else the process has drawn from torch's global generator.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,3 +72,48 @@ class Occlusion:
 
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=g))
+
+
+def draw_seed() -> int:
+    """A fresh seed for a request that gave none (63 bits: it fits a signed 64-bit integer and JSON clients)."""
+    return secrets.randbits(63)
+
+
+Rectangle = tuple[int, int, int, int]  # (top, left, height, width)
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptionPlan:
+    """What to do to a clean image, occlusion first then noise, both drawn from `seed`."""
+
+    seed: int
+    noise: GaussianNoise | None = None
+    occlusion: Occlusion | None = None
+    rectangle: Rectangle | None = None  # drawn from the seed when None
+
+
+def corrupt(clean: np.ndarray, plan: CorruptionPlan) -> tuple[np.ndarray, Rectangle | None]:
+    """The image (28, 28) the model will see, and the occlusion rectangle used (if any): exactly what
+    `Occlusion(...)(x, seed)` then `GaussianNoise(...)(x, seed)` do to a batch of one."""
+    x = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))[None, None]
+    rectangle = plan.rectangle
+    if plan.occlusion is not None:
+        if rectangle is None:
+            height, width = clean.shape[-2:]
+            rectangle = plan.occlusion.rectangles(1, height, width, plan.seed)[0]
+        top, left, h, w = rectangle
+        x = x.clone()
+        x[..., top : top + h, left : left + w] = plan.occlusion.fill
+    if plan.noise is not None:
+        x = plan.noise(x, plan.seed)
+    return x[0, 0].numpy(), rectangle
+
+
+def corrupt_all(
+    images: list[np.ndarray], plan: CorruptionPlan | None
+) -> tuple[list[np.ndarray], list[Rectangle | None]]:
+    """What the model sees for each clean image, and the occlusion rectangle of each (None: no plan, clean)."""
+    if plan is None:
+        return images, [None] * len(images)
+    corrupted = [corrupt(image, plan) for image in images]
+    return [seen for seen, _ in corrupted], [rectangle for _, rectangle in corrupted]

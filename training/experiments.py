@@ -28,6 +28,7 @@ from scipy import linalg
 from torch import Tensor, nn
 
 from models.corruptions import GaussianNoise, Occlusion
+from models.latents import straight_path
 from models.losses import kl_to_standard_normal, mse_per_image
 from models.networks import NUM_DIGITS, SIDE, VariationalAutoEncoder, autoencoder
 from training.judge import judge
@@ -143,12 +144,6 @@ def confident_fraction(classifier: nn.Module, images: Tensor, threshold: float =
 
 
 # -- straight paths in the latent space -------------------------------------------------------
-
-
-def straight_path(start: Tensor, end: Tensor, steps: int) -> Tensor:
-    """`steps` evenly spaced points from `start` to `end`, both included."""
-    t = torch.linspace(0.0, 1.0, steps)[:, None]
-    return (1 - t) * start + t * end
 
 
 def farthest_centroid_pair(centroids: Tensor) -> tuple[int, int]:

@@ -10,11 +10,9 @@ from service.api.deps import (
 )
 from service.api.errors import error_responses
 from service.catalog.reloading import signal_other_workers
+from service.codec.answers import ReloadResult
 from service.codec.render import (
     json_response,
-)
-from service.codec.schemas import (
-    ReloadResult,
 )
 
 admin = APIRouter(prefix="/admin", tags=["admin"])  # create_app mounts it, with its key check, when a key is set

@@ -22,9 +22,7 @@ from service.codec.render import (
     JSON,
     PNG,
 )
-from service.codec.schemas import (
-    LATENT_LIMIT,
-)
+from service.codec.schemas import LATENT_LIMIT
 from service.settings import Settings
 
 

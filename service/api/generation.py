@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-
 import numpy as np
+import torch
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from models.corruptions import draw_seed
+from models.latents import path_positions, sample_latents, straight_path
 from service.api import openapi as docs
 from service.api.bulk import checked_array_field
 from service.api.declarations import BODY_ERRORS
@@ -16,6 +17,7 @@ from service.api.deps import (
     image_model_call,
 )
 from service.api.errors import error_responses
+from service.codec.answers import InterpolateResult, SampleResult
 from service.codec.arrays import (
     npy_response,
 )
@@ -26,17 +28,7 @@ from service.codec.render import (
     SAMPLE_FIELDS,
     json_response,
 )
-from service.codec.schemas import (
-    InterpolateRequest,
-    InterpolateResult,
-    SampleRequest,
-    SampleResult,
-)
-from service.engine.inference import (
-    path_ends,
-    sample_latents,
-    straight_path,
-)
+from service.codec.schemas import InterpolateRequest, SampleRequest
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
 
@@ -65,8 +57,8 @@ async def sample(request: Request) -> Response:
     model, output = call.model, call.output
     if body.digit is None and model.kind != "vae":
         raise ApiError(422, f"digit: required for {model.name}, an auto-encoder without a prior; give a digit 0-9")
-    seed = body.seed if body.seed is not None else secrets.randbits(63)
-    latents = sample_latents(model, body.digit, body.sigma, body.n, seed)
+    seed = body.seed if body.seed is not None else draw_seed()
+    latents = sample_latents(model.centroids_cpu, body.digit, body.sigma, body.n, seed).numpy()
     if output.npy:
         field = checked_array_field(call, ("images", "latents"), SAMPLE_FIELDS)
         images = await call.engine.decode(model, list(latents)) if field == "images" else []
@@ -105,8 +97,12 @@ async def interpolate(request: Request) -> Response:
     ends = {"from": body.start, "to": body.end}
     given = {name: ImageSource.of(end) for name, end in ends.items() if end.is_image}
     images = await load_images(list(given.values()), call.settings, list(given))
-    start, end = await path_ends(call.engine, model, ends, dict(zip(given, images, strict=True)))
-    t, latents = straight_path(start, end, body.steps)
+    encoded = iter(await call.engine.encode(model, images) if images else [])
+    start, end = (
+        torch.from_numpy(next(encoded).latent) if end.is_image else end.fixed_latent(model.centroids_cpu)
+        for end in ends.values()
+    )
+    t, latents = path_positions(body.steps).numpy(), straight_path(start, end, body.steps).numpy()
     if output.npy:
         field = checked_array_field(call, INTERPOLATE_FIELDS, INTERPOLATE_FIELDS)
         arrays = {"latents": latents, "t": t}

@@ -8,6 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from models.corruptions import corrupt_all
 from service.api import openapi as docs
 from service.api.bulk import bulk_chunk, checked_array_field, read_bulk
 from service.api.declarations import BODY_ERRORS
@@ -18,6 +19,14 @@ from service.api.deps import (
     image_model_call,
 )
 from service.api.errors import error_responses
+from service.codec.answers import (
+    DecodeBatchResult,
+    DecodeResult,
+    EncodeBatchResult,
+    EncodeResult,
+    ReconstructBatchResult,
+    ReconstructResult,
+)
 from service.codec.arrays import (
     NPY,
     in_chunks,
@@ -39,22 +48,8 @@ from service.codec.render import (
     reconstruction_array,
     reconstruction_view,
 )
-from service.codec.schemas import (
-    DecodeBatchResult,
-    DecodeRequest,
-    DecodeResult,
-    EncodeBatchResult,
-    EncodeRequest,
-    EncodeResult,
-    ReconstructBatchResult,
-    ReconstructRequest,
-    ReconstructResult,
-)
-from service.engine.inference import (
-    Reconstruction,
-    corrupt_all,
-    corruption_plan,
-)
+from service.codec.schemas import DecodeRequest, EncodeRequest, ReconstructRequest
+from service.engine.inference import Reconstruction
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
 
@@ -159,7 +154,7 @@ async def reconstruct(request: Request) -> Response:
         )  # fmt: skip
     body, sources = await read_image_request(request, ReconstructRequest, call.validation_context, ("corruption",))
     clean = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
-    plan = corruption_plan(body.corruption)
+    plan = body.corruption.plan() if body.corruption is not None else None
     seen, applied = corrupt_all(clean, plan)
     results = await call.engine.reconstruct(model, list(zip(seen, clean, strict=True)))
     if output.png:

@@ -14,6 +14,7 @@ from service.api.deps import (
     served_judge,
 )
 from service.api.errors import error_responses
+from service.codec.answers import Atlas, ClassifyBatchResult, ClassifyResult, ModelDetail, ModelSummary
 from service.codec.errors import ApiError
 from service.codec.inputs import batch_names, load_images, read_image_request
 from service.codec.render import (
@@ -24,14 +25,7 @@ from service.codec.render import (
     selected_fields,
     verdict_view,
 )
-from service.codec.schemas import (
-    Atlas,
-    ClassifyBatchResult,
-    ClassifyRequest,
-    ClassifyResult,
-    ModelDetail,
-    ModelSummary,
-)
+from service.codec.schemas import ClassifyRequest
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
 

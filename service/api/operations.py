@@ -11,13 +11,10 @@ from service.api.deps import (
 from service.api.errors import error_responses
 from service.api.security import has_admin_key
 from service.catalog.registry import public_problems
+from service.codec.answers import Health, Readiness
 from service.codec.errors import ApiError
 from service.codec.render import (
     json_response,
-)
-from service.codec.schemas import (
-    Health,
-    Readiness,
 )
 from service.runtime.metrics import metrics_text, observe_readiness, observe_served
 

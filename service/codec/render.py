@@ -15,10 +15,11 @@ import numpy as np
 from fastapi import Request
 from starlette.responses import Response
 
+from models.corruptions import CorruptionPlan, Rectangle
 from service.catalog.registry import ServedModel
 from service.codec.errors import ApiError, clip, json_bytes
 from service.codec.imaging import encode_png_grid, png_base64
-from service.engine.inference import CorruptionPlan, Encoding, Reconstruction, Rectangle, Verdict
+from service.engine.inference import Encoding, Reconstruction, Verdict
 from service.runtime.tracing import span
 
 JSON = "application/json"

@@ -1,4 +1,4 @@
-"""The API's request and response bodies: the contract, field by field.
+"""The API's request bodies: the contract, field by field (the answers' are in `answers`).
 
 Requests are strict: unknown fields, NaN and infinity are refused, and the caps that come from
 settings (batch size, n, sigma, steps) and the model (latent length) are checked through the
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from torch import Tensor
 
+from models.corruptions import CorruptionPlan, GaussianNoise, Occlusion, draw_seed
 from models.networks import SIDE
 
 LATENT_LIMIT = 1e6  # larger latent values overflow float32 inside the decoder
@@ -205,6 +208,19 @@ class CorruptionSpec(RequestModel):
             raise ValueError("give 'noise' and/or 'occlusion' (or leave out 'corruption')")
         return self
 
+    def plan(self) -> CorruptionPlan:
+        """The corruption as models.corruptions runs it, its seed drawn when the request gave none."""
+        occlusion, rectangle = None, None
+        if self.occlusion is not None:
+            o = self.occlusion
+            area, aspect = OcclusionSpec.as_range(o.area), OcclusionSpec.as_range(o.aspect)
+            occlusion = Occlusion(area=area, aspect=aspect, fill=o.fill)
+            if o.rectangle is not None:
+                rectangle = (o.rectangle.top, o.rectangle.left, o.rectangle.height, o.rectangle.width)
+        noise = GaussianNoise(mean=self.noise.mean, std=self.noise.std) if self.noise is not None else None
+        seed = self.seed if self.seed is not None else draw_seed()
+        return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
+
 
 class ReconstructRequest(ImageRequest):
     corruption: CorruptionSpec | None = Field(
@@ -303,6 +319,13 @@ class PathEnd(RequestModel):
         """True when this end is an image (to encode), not a digit or a latent."""
         return self.image is not None or self.pixels is not None
 
+    def fixed_latent(self, centroids: Tensor) -> Tensor:
+        """This end as a latent when it is a digit (its centroid) or a latent (as given); an image is encoded."""
+        if self.digit is not None:
+            return centroids[self.digit]
+        assert self.latent is not None, "an image end is encoded by the model, not read"
+        return torch.tensor(self.latent, dtype=torch.float32)
+
 
 class InterpolateRequest(RequestModel):
     start: PathEnd = Field(alias="from", description="where the path starts")
@@ -319,136 +342,3 @@ class InterpolateRequest(RequestModel):
 
 
 # -- responses ----------------------------------------------------------------------------------------
-
-PNG = Annotated[str, Field(description="a PNG image, base64", examples=["iVBORw0KGgoAAAANSUhEUgAAABwAAAAc..."])]
-Vector = list[float]
-
-
-class ModelSummary(BaseModel):
-    name: str = Field(examples=["ae-6"])
-    version: str = Field(
-        description="training date and a short hash of the model card: changes whenever the checkpoint does; "
-        "every answer from the model carries it in X-Model-Version",
-        examples=["20261125-3f2a9c1b0d4e"],
-    )
-    trained_at: str | None = Field(description="when it was trained (ISO 8601), from its card", examples=[None])
-    kind: Literal["ae", "vae"]
-    latent_dim: int = Field(examples=[6])
-    metrics: dict[str, Any] = Field(description="the model card's metrics", examples=[{"test_mse": 0.0208}])
-
-
-class ModelDetail(ModelSummary):
-    centroids: dict[str, Vector] = Field(description="digit ('0'..'9') -> its mean latent vector")
-    spread: dict[str, Vector] = Field(description="digit -> per-dimension standard deviation around its centroid")
-    card: dict[str, Any] = Field(description="the whole model card: architecture, training, provenance, metrics")
-
-
-class EncodeResult(BaseModel):
-    latent: Vector = Field(description="the latent code (a VAE's posterior mean mu)", examples=[[0.1, -1.2]])
-    logvar: Vector | None = Field(None, description="VAE only: the posterior log-variance")
-    nearest_digit: int = Field(ge=0, le=9, description="the digit whose centroid is nearest")
-    centroid_distances: Vector = Field(description="Euclidean distance to each digit's centroid, digits 0..9")
-
-
-class EncodeBatchResult(BaseModel):
-    results: list[EncodeResult]
-
-
-class Loss(BaseModel):
-    mse: float = Field(description="mean squared error per pixel, against the clean preprocessed input")
-    bce: float = Field(description="mean binary cross-entropy per pixel, against the clean preprocessed input")
-    kl: float | None = Field(None, description="VAE only: KL(q(z|x) || N(0, I)), nats")
-    elbo: float | None = Field(None, description="VAE only: -(summed BCE + KL), nats, decoding z = mu")
-
-
-class AppliedOcclusion(BaseModel):
-    top: int
-    left: int
-    height: int
-    width: int
-    fill: float
-
-
-class AppliedCorruption(BaseModel):
-    seed: int = Field(description="send it back to get the same corruption")
-    noise: dict[str, float] | None = Field(None, description="mean and std of the added noise")
-    occlusion: AppliedOcclusion | None = Field(None, description="the rectangle that was filled")
-
-
-class ReconstructResult(BaseModel):
-    image: PNG = Field(description="the reconstruction, PNG base64")
-    input: PNG = Field(description="what the model saw: preprocessed, then corrupted if asked, PNG base64")
-    latent: Vector
-    logvar: Vector | None = Field(None, description="VAE only")
-    nearest_digit: int = Field(ge=0, le=9)
-    loss: Loss
-    corruption: AppliedCorruption | None = None
-
-
-class ReconstructBatchResult(BaseModel):
-    results: list[ReconstructResult]
-
-
-class DecodeResult(BaseModel):
-    image: PNG
-
-
-class DecodeBatchResult(BaseModel):
-    results: list[DecodeResult]
-
-
-class SampleResult(BaseModel):
-    images: list[PNG]
-    latents: list[Vector]
-    digit: int | None = Field(None, description="the digit sampled around; null for a VAE's prior")
-    sigma: float
-    seed: int = Field(description="send it back to get the same samples")
-
-
-class InterpolateResult(BaseModel):
-    images: list[PNG]
-    latents: list[Vector]
-    t: list[float] = Field(description="position of each step along the path, 0 to 1")
-
-
-class ClassifyResult(BaseModel):
-    digit: int = Field(ge=0, le=9, description="the digit the classifier sees")
-    confidence: float = Field(ge=0, le=1, description="its probability")
-    probabilities: Vector = Field(description="the classifier's probability of each digit, 0..9 (sums to 1)")
-
-
-class ClassifyBatchResult(BaseModel):
-    results: list[ClassifyResult]
-
-
-class Atlas(BaseModel):
-    latent_dim: int
-    source: dict[str, Any] = Field(description="where the digits come from: the held-out set and its provenance")
-    labels: list[int] = Field(description="each point's true digit")
-    codes: list[Vector] = Field(description="each point's latent code (a VAE's posterior mean mu), in label order")
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-
-
-class Readiness(BaseModel):
-    status: Literal["ready"]
-    models: list[str]
-    versions: dict[str, str] = Field(description="model name -> the version being served")
-    judges: list[str] = Field(description="verified classifier checkpoints (the first serves /v1/classify)")
-    skipped: dict[str, str] = Field(description="checkpoint folders left out at startup, and why (with the admin key)")
-    refused: dict[str, str] = Field(
-        description="checkpoint folders a reload refused, and why with the admin key (the version loaded before "
-        "serves on; '*' when a reload was refused as a whole)"
-    )
-
-
-class ReloadResult(BaseModel):
-    trigger: Literal["admin", "poll", "SIGHUP"]
-    added: list[str] = Field(description="models served from now on")
-    updated: list[str] = Field(description="models whose new version replaced the old")
-    removed: list[str] = Field(description="models no longer served (their folder is gone)")
-    refused: dict[str, str] = Field(description="checkpoint folders found damaged, and why")
-    versions: dict[str, str] = Field(description="model name -> version served after the reload")
-    pid: int = Field(description="the worker process that answered (each worker reloads by itself)")

@@ -1,5 +1,4 @@
-"""What the models compute for the API: encode, reconstruct and decode in batches, plus sampling,
-interpolation paths and input corruption.
+"""What the models compute for the API: encode, reconstruct, decode and classify, in batches.
 
 The batch functions run in the inference thread (under `torch.inference_mode`) on lists of
 numpy arrays and return one result per item; `InferenceEngine` routes every call through the
@@ -10,9 +9,8 @@ requests all take the same path. Images are float32 (28, 28) in [0, 1]; latents 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -22,10 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.corruptions import GaussianNoise, Occlusion
-from models.networks import SIDE
 from service.catalog.registry import ServedJudge, ServedModel
-from service.codec.schemas import CorruptionSpec, OcclusionSpec, PathEnd
 from service.engine import graphs
 from service.engine.batching import MicroBatcher
 from service.runtime.tracing import forward_pass_span
@@ -237,100 +232,3 @@ class InferenceEngine:
         for batcher in list(self._batchers.values()):
             await batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
-
-
-# -- latents for /sample and /interpolate (small, on the CPU, in the event loop) ----------------------
-
-
-def sample_latents(model: ServedModel, digit: int | None, sigma: float, n: int, seed: int) -> np.ndarray:
-    """n draws from N(centroid[digit], sigma^2 I), or from the prior N(0, I) when digit is None."""
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((n, model.latent_dim), generator=generator)
-    if digit is None:
-        return noise.numpy()
-    return (model.centroids_cpu[digit] + sigma * noise).numpy()
-
-
-async def path_ends(
-    engine: InferenceEngine, model: ServedModel, ends: Mapping[str, PathEnd], images: Mapping[str, np.ndarray]
-) -> list[np.ndarray]:
-    """Each end as a latent: a digit's centroid, the latent given, or the encoding of its image (`images`, by
-    end name, holds the decoded image of every end that `is_image`)."""
-    latents: dict[str, np.ndarray] = {}
-    for name, end in ends.items():
-        if end.digit is not None:
-            latents[name] = model.centroids_cpu[end.digit].numpy()
-        elif end.latent is not None:
-            latents[name] = np.asarray(end.latent, dtype=np.float32)
-    if images:
-        encodings = await engine.encode(model, list(images.values()))
-        latents |= {name: encoding.latent for name, encoding in zip(images, encodings, strict=True)}
-    return [latents[name] for name in ends]
-
-
-def straight_path(start: np.ndarray, end: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """`steps` evenly spaced points from start to end, both included exactly: (t, latents)."""
-    t = torch.linspace(0.0, 1.0, steps)
-    a, b = torch.from_numpy(np.asarray(start, np.float32)), torch.from_numpy(np.asarray(end, np.float32))
-    return t.numpy(), torch.lerp(a[None, :], b[None, :], t[:, None]).numpy()
-
-
-# -- corruption for /reconstruct ----------------------------------------------------------------------
-
-
-Rectangle = tuple[int, int, int, int]  # (top, left, height, width)
-
-
-@dataclass(frozen=True, slots=True)
-class CorruptionPlan:
-    """What to do to a clean image; `seed` makes it reproducible with models.corruptions."""
-
-    seed: int
-    noise: GaussianNoise | None = None
-    occlusion: Occlusion | None = None
-    rectangle: Rectangle | None = None  # drawn when None
-
-
-def corruption_plan(spec: CorruptionSpec | None) -> CorruptionPlan | None:
-    """The request's corruption as a plan (its seed drawn when absent), or None for a clean reconstruction."""
-    if spec is None:
-        return None
-    occlusion = None
-    rectangle = None
-    if spec.occlusion is not None:
-        o = spec.occlusion
-        occlusion = Occlusion(area=OcclusionSpec.as_range(o.area), aspect=OcclusionSpec.as_range(o.aspect), fill=o.fill)
-        if o.rectangle is not None:
-            rectangle = (o.rectangle.top, o.rectangle.left, o.rectangle.height, o.rectangle.width)
-    noise = GaussianNoise(mean=spec.noise.mean, std=spec.noise.std) if spec.noise is not None else None
-    seed = spec.seed if spec.seed is not None else secrets.randbits(63)
-    return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
-
-
-def corrupt_all(
-    images: list[np.ndarray], plan: CorruptionPlan | None
-) -> tuple[list[np.ndarray], list[Rectangle | None]]:
-    """What the model sees for each clean image, and the occlusion rectangle used for each (if any)."""
-    if plan is None:
-        return images, [None] * len(images)
-    corrupted = [corrupt(image, plan) for image in images]
-    return [seen for seen, _ in corrupted], [rectangle for _, rectangle in corrupted]
-
-
-def corrupt(clean: np.ndarray, plan: CorruptionPlan) -> tuple[np.ndarray, Rectangle | None]:
-    """The image the model will see, and the occlusion rectangle used (if any).
-
-    Occlusion first, then noise; both draw from `plan.seed`, exactly as
-    `Occlusion(...)(x, seed)` and `GaussianNoise(...)(x, seed)` do on a batch of one.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))[None, None]
-    rectangle = plan.rectangle
-    if plan.occlusion is not None:
-        if rectangle is None:
-            rectangle = plan.occlusion.rectangles(1, SIDE, SIDE, plan.seed)[0]
-        top, left, height, width = rectangle
-        x = x.clone()
-        x[..., top : top + height, left : left + width] = plan.occlusion.fill
-    if plan.noise is not None:
-        x = plan.noise(x, plan.seed)
-    return x[0, 0].numpy(), rectangle

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from models.corruptions import corrupt_all
 from service.app import create_app
 from service.catalog.registry import UnknownModel, load_registry
 from service.codec.errors import ApiError
 from service.codec.render import corruption_view
 from service.codec.schemas import CorruptionSpec
-from service.engine.inference import corrupt_all, corruption_plan
 from service.middleware.in_flight import InFlight, InFlightMiddleware
 from service.settings import Settings
 from tests.support import build_checkpoints
@@ -41,10 +41,10 @@ def test_the_registry_raises_a_domain_error_and_the_route_answers_404(models_dir
     assert response.json()["error"]["message"] == "unknown model 'ae-7'; known models: ae-2, ae-6, vae-2"
 
 
-def test_corruption_plans_live_in_inference_and_repeat_from_their_seed() -> None:
+def test_corruption_plans_live_in_models_and_repeat_from_their_seed() -> None:
     spec = CorruptionSpec.model_validate({"occlusion": {"area": 0.2}, "noise": {"std": 0.3}, "seed": 5})
-    plan = corruption_plan(spec)
-    assert plan is not None and plan.seed == 5
+    plan = spec.plan()
+    assert plan.seed == 5
     clean = [np.full((28, 28), 0.5, np.float32), np.zeros((28, 28), np.float32)]
     seen, rectangles = corrupt_all(clean, plan)
     again, _ = corrupt_all(clean, plan)
@@ -53,7 +53,6 @@ def test_corruption_plans_live_in_inference_and_repeat_from_their_seed() -> None
     view = corruption_view(plan, rectangles[0])
     assert view is not None and view["seed"] == 5 and view["occlusion"]["height"] >= 1
     assert corrupt_all(clean, None) == (clean, [None, None])
-    assert corruption_plan(None) is None
 
 
 @pytest.mark.parametrize(

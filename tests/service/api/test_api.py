@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
-from service.codec.schemas import (
+from service.codec.answers import (
     DecodeResult,
     EncodeBatchResult,
     EncodeResult,
