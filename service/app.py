@@ -7,6 +7,7 @@ the same DIGITAE_* environment); `python -m service` does that for you.
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,7 +43,7 @@ from service.settings import Settings
 
 log = logging.getLogger("digitae")
 
-VERSION = "0.1.0"
+VERSION = importlib.metadata.version("digitae")  # pyproject.toml's, as installed
 DESCRIPTION = """\
 **[Open the explorer](/)**: draw a digit and see what the models learned, in the browser.
 
@@ -88,13 +89,14 @@ def build_registry(settings: Settings) -> Registry:
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """The app. `registry`, when given, is served as it is (already loaded); else the lifespan loads it."""
     settings = settings if settings is not None else Settings()
+    in_flight = InFlight()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
         start_tracing()  # only when the OTEL_* variables ask for it; in each worker (its own export thread)
         loaded = registry if registry is not None else build_registry(settings)
-        engine = InferenceEngine(settings, observe=observe_batch, worth_waiting=InFlight.others)
+        engine = InferenceEngine(settings, observe=observe_batch, worth_waiting=in_flight.others)
         reloader = Reloader(
             loaded,
             settings.models_dir,
@@ -104,7 +106,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             settings.checkpoint_bounds,
         )
         reloader.adopt_startup_state()
-        app.state.service = Service(settings=settings, registry=loaded, engine=engine, reloader=reloader)
+        app.state.service = service = Service(settings=settings, registry=loaded, engine=engine, reloader=reloader)
         app.state.drain.install()
         stop_reloading = start_reloading(reloader, settings.reload_interval_s)
         # What startup built lives as long as the process: out of the garbage collector's sight, a full
@@ -124,6 +126,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             app.state.drain.uninstall()
             await engine.close()
             stop_tracing()
+            service.decode_pool.close()
 
     # The Swagger UI and ReDoc assets are served from the package, not a CDN: /docs works offline.
     app = FastAPIOffline(
@@ -135,10 +138,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         redirect_slashes=False,  # no 307 to a Location built from the Host header: an unknown path is 404
     )
     app.state.settings = settings
+    app.state.in_flight = in_flight
     app.state.service = None
     app.state.drain = Drain(settings.drain_s, settings.grace_s)
-    app.state.api_keys = [key.encode() for key in settings.api_keys]
-    app.state.admin_key = (settings.admin_key or "").encode()
+    app.state.api_keys = [key.get_secret_value().encode() for key in settings.api_keys]
+    app.state.admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else b""
     install_error_handlers(app)
     # Only a keyed service checks keys (and says so in its OpenAPI); an open one skips the work.
     for routes in (models.v1, inference.v1, generation.v1, v2.v2):
@@ -153,7 +157,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, npy_max_bytes=settings.max_npy_request_bytes
     )
-    app.add_middleware(InFlightMiddleware)
+    app.add_middleware(InFlightMiddleware, in_flight=in_flight)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.checkpoint import DEFAULT_BOUNDS, DEFAULT_CHECKPOINTS_DIR, CheckpointBounds
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     skip_bad_checkpoints: bool = Field(
         False, description="false: a bad checkpoint stops startup; true: it is skipped with a warning"
     )
-    api_keys: Annotated[list[str], NoDecode] = Field(
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="accepted bearer keys for /v1; empty = open"
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(
         10.0, ge=0, le=86400, description="how often each worker looks for new, changed or removed checkpoints; 0 = off"
     )
-    admin_key: str | None = Field(
+    admin_key: SecretStr | None = Field(
         None, description="bearer key for /admin (POST /admin/reload); unset or empty = the admin routes are off"
     )
     drain_s: float = Field(
@@ -139,18 +139,19 @@ class Settings(BaseSettings):
 
     @field_validator("api_keys")
     @classmethod
-    def _keys_are_usable(cls, keys: list[str]) -> list[str]:
-        for key in keys:
+    def _keys_are_usable(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in (k.get_secret_value() for k in keys):
             if len(key) < 8 or any(c.isspace() for c in key):
                 raise ValueError("every API key needs at least 8 characters and no spaces")
         return keys
 
     @field_validator("admin_key")
     @classmethod
-    def _admin_key_is_strong(cls, key: str | None) -> str | None:
+    def _admin_key_is_strong(cls, secret: SecretStr | None) -> SecretStr | None:
+        key = secret.get_secret_value() if secret is not None else ""
         if key and (len(key) < 16 or any(c.isspace() for c in key)):
             raise ValueError("the admin key needs at least 16 characters and no spaces")
-        return key
+        return secret if key else None
 
     @model_validator(mode="after")
     def _drain_fits_grace(self) -> Settings:
@@ -188,11 +189,8 @@ class Settings(BaseSettings):
         return math.ceil(self.max_upload_bytes * 4 / 3) + JSON_OVERHEAD_BYTES
 
     def public(self) -> dict[str, Any]:
-        """The settings as logged at startup: API keys masked."""
-        values = self.model_dump(mode="json")
-        values["api_keys"] = [f"***{len(key)} chars***" for key in self.api_keys]
-        values["admin_key"] = f"***{len(self.admin_key)} chars***" if self.admin_key else None
-        return values
+        """The settings as logged at startup: the keys are `SecretStr`, written masked."""
+        return self.model_dump(mode="json")
 
     # -- checkpoint bounds: what loading one checkpoint may cost, checked from its card and its files' sizes before
     # anything is hashed or allocated (models/checkpoint.py CheckpointBounds holds the defaults and why) --

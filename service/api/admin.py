@@ -30,7 +30,6 @@ admin = APIRouter(prefix="/admin", tags=["admin"])  # create_app mounts it, with
     responses=error_responses(401, 503),
 )
 async def reload_models(service: ServiceDep) -> Response:
-    assert service.reloader is not None  # the lifespan always makes one
     report = await service.reloader.reload("admin")
     signal_other_workers()
     return json_response(report.as_dict())

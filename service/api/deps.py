@@ -24,9 +24,10 @@ from service.catalog.registry import (
     is_model_name,
 )
 from service.catalog.reloading import Reloader
-from service.codec.arrays import BulkSlots
+from service.codec.arrays import NPY, BulkSlots
 from service.codec.errors import ApiError
-from service.codec.render import BASE64_IMAGE_OUTPUT, JSON, NPY, ImageOutput, choose_image_output, require_json_accepted
+from service.codec.inputs import DecodePool
+from service.codec.render import BASE64_IMAGE_OUTPUT, JSON, ImageOutput, choose_image_output, require_json_accepted
 from service.engine.inference import InferenceEngine
 from service.settings import Settings
 
@@ -38,11 +39,13 @@ class Service:
     settings: Settings
     registry: Registry
     engine: InferenceEngine
-    reloader: Reloader | None = None
+    reloader: Reloader
     bulk_slots: BulkSlots = field(init=False)
+    decode_pool: DecodePool = field(init=False)  # shut down by the lifespan, with the engine
 
     def __post_init__(self) -> None:
         self.bulk_slots = BulkSlots(self.settings.max_concurrent_bulk)
+        self.decode_pool = DecodePool(self.settings.decode_concurrency)
 
 
 @dataclass(frozen=True, slots=True)

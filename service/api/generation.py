@@ -96,7 +96,7 @@ async def interpolate(request: Request) -> Response:
     output, model = call.output, call.model
     ends = {"from": body.start, "to": body.end}
     given = {name: ImageSource.of(end) for name, end in ends.items() if end.is_image}
-    images = await load_images(list(given.values()), call.settings, list(given))
+    images = await load_images(list(given.values()), call.settings, list(given), call.service.decode_pool)
     encoded = iter(await call.engine.encode(model, images) if images else [])
     start, end = (
         torch.from_numpy(next(encoded).latent) if end.is_image else end.fixed_latent(model.centroids_cpu)

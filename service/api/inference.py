@@ -36,7 +36,6 @@ from service.codec.arrays import (
 from service.codec.inputs import batch_names, load_images, media_type, read_image_request, read_json
 from service.codec.render import (
     DECODE_FIELDS,
-    ENCODE_ARRAYS,
     ENCODE_FIELDS,
     RECONSTRUCT_ARRAYS,
     RECONSTRUCT_FIELDS,
@@ -82,7 +81,7 @@ async def encode(request: Request) -> Response:
     call = array_model_call(request)
     output, model = call.output, call.model
     if media_type(request) == NPY:
-        field = checked_array_field(call, ENCODE_ARRAYS, ENCODE_FIELDS)
+        field = checked_array_field(call, ENCODE_FIELDS, ENCODE_FIELDS)
         array, release = await read_bulk(request, call, "images")
         want = output.fields(ENCODE_FIELDS)
         chunks = in_chunks(array, bulk_chunk(call), partial(call.engine.in_bulk, model, "encode"))
@@ -91,10 +90,12 @@ async def encode(request: Request) -> Response:
             to_view=partial(encoding_view, want=want), release=release, headers=array_headers(field, model.kind),
         )  # fmt: skip
     body, sources = await read_image_request(request, EncodeRequest, call.validation_context)
-    images = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
+    images = await load_images(
+        sources, call.settings, batch_names(len(sources), body.is_batch), call.service.decode_pool
+    )
     encodings = await call.engine.encode(model, images)
     if output.npy:
-        field = checked_array_field(call, ENCODE_ARRAYS, ENCODE_FIELDS)
+        field = checked_array_field(call, ENCODE_FIELDS, ENCODE_FIELDS)
         return npy_response(encoding_array(encodings, field), array_headers(field, model.kind))
     want = output.fields(ENCODE_FIELDS)
     views = [encoding_view(e, want) for e in encodings]
@@ -153,7 +154,9 @@ async def reconstruct(request: Request) -> Response:
             release=release, headers=array_headers(field, model.kind),
         )  # fmt: skip
     body, sources = await read_image_request(request, ReconstructRequest, call.validation_context, ("corruption",))
-    clean = await load_images(sources, call.settings, batch_names(len(sources), body.is_batch))
+    clean = await load_images(
+        sources, call.settings, batch_names(len(sources), body.is_batch), call.service.decode_pool
+    )
     plan = body.corruption.plan() if body.corruption is not None else None
     seen, applied = corrupt_all(clean, plan)
     results = await call.engine.reconstruct(model, list(zip(seen, clean, strict=True)))

@@ -98,6 +98,6 @@ async def classify(request: Request, service: JsonServiceDep, fields: Fields = N
     want = selected_fields(fields, CLASSIFY_FIELDS) if fields is not None else frozenset(CLASSIFY_FIELDS)
     context = {"settings": service.settings}
     body, sources = await read_image_request(request, ClassifyRequest, context)
-    images = await load_images(sources, service.settings, batch_names(len(sources), body.is_batch))
+    images = await load_images(sources, service.settings, batch_names(len(sources), body.is_batch), service.decode_pool)
     views = [verdict_view(v, want) for v in await service.engine.classify(judge, images)]
     return json_response({"results": views} if body.is_batch else views[0])

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
+from service.codec.arrays import NPY
 from service.codec.schemas import (
     ClassifyRequest,
     DecodeRequest,
@@ -123,7 +124,7 @@ def request_body(
         for kind in ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp"):
             content[kind] = RAW_IMAGE
     if npy is not None:
-        content["application/x-npy"] = npy
+        content[NPY] = npy
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -245,6 +246,6 @@ def ok_response(example: Any, *, png: str | None = None, npy: str | None = None)
         content["image/png"] = {"schema": {"type": "string", "contentMediaType": "image/png"}}
         description += f" With `Accept: image/png`: {png}"
     if npy is not None:
-        content["application/x-npy"] = {"schema": {"type": "string", "format": "binary"}}
+        content[NPY] = {"schema": {"type": "string", "format": "binary"}}
         description += f" With `Accept: application/x-npy`: {npy}"
     return {200: {"description": description, "content": content}}

@@ -36,9 +36,8 @@ def key_matches(given: str, keys: list[bytes]) -> bool:
 async def require_api_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> None:
+    """Only a keyed service runs this check (create_app adds it when DIGITAE_API_KEYS is set)."""
     keys: list[bytes] = request.app.state.api_keys
-    if not keys:
-        return
     if credentials is None:
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", headers=CHALLENGE)
     if not key_matches(credentials.credentials, keys):

@@ -28,10 +28,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from models.networks import SIDE
-from service.codec.errors import BUSY, ApiError, json_bytes
+from service.codec.errors import BUSY, ApiError
 from service.runtime.metrics import BULK_REFUSED
 from service.runtime.tracing import span
 from service.settings import NPY_HEADER_BYTES
+from service.wire import json_bytes
 
 NPY = "application/x-npy"
 IMAGE_DTYPES = {"uint8": "0-255", "float32": "0-1"}  # dtype -> the scale its pixels are read in

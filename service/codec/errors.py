@@ -1,4 +1,4 @@
-"""One JSON shape for every error, the handlers that produce it, and its OpenAPI documentation.
+"""One JSON shape for every error: the error a route raises (`ApiError`), its codes, and its answer.
 
     {"error": {"code": "invalid_request", "message": "latent[3]: Input should be a finite number",
                "detail": [...], "request_id": "…"}}
@@ -6,9 +6,7 @@
 `code` is stable and machine-readable, `message` is for a person, `detail` (optional) holds the
 per-field problems of a 422.
 
-An error body stays small whatever the request held: the message is at most MAX_MESSAGE_CHARS characters
-(anything echoed from the request is clipped), and `detail` lists at most MAX_ERROR_DETAILS problems, the
-message saying how many more there were. So every error body is at most a few KB.
+The envelope's bytes, and their bounds, are built by `service.wire` (the HTTP server writes the same shape).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pydantic_core
 from fastapi import Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,9 +21,15 @@ from starlette.responses import Response
 from starlette.types import Send
 
 from service.codec.imaging import ImageInputError
+from service.wire import MAX_ERROR_DETAILS, MAX_MESSAGE_CHARS, clip, error_body, json_bytes
 
-MAX_MESSAGE_CHARS = 500
-MAX_ERROR_DETAILS = 10
+__all__ = [  # the envelope's bounds and builder are used through this module too
+    "MAX_ERROR_DETAILS",
+    "MAX_MESSAGE_CHARS",
+    "clip",
+    "error_body",
+]
+
 MAX_DETAIL_TEXT = 200  # each string inside a listed problem (a location part, a message)
 
 CODES = {
@@ -77,26 +80,6 @@ class ApiError(StarletteHTTPException):
         self.message = message
         self.code = code or CODES.get(status_code, "error")
         self.extra = detail
-
-
-def json_bytes(payload: Any) -> bytes:
-    """Fast JSON; NaN and infinity (never valid JSON) become null."""
-    return pydantic_core.to_json(payload, inf_nan_mode="null")
-
-
-def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """`text`, cut to about `limit` characters saying how long it was: what a request sent is never echoed whole."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text):,} characters in all)"
-
-
-def error_body(code: str, message: str, detail: Any = None, request_id: str | None = None) -> bytes:
-    """The one error shape, as JSON bytes: every error answer's body is built here, and bounded here (the
-    message clipped, at most MAX_ERROR_DETAILS problems listed)."""
-    if isinstance(detail, list) and len(detail) > MAX_ERROR_DETAILS:
-        detail = detail[:MAX_ERROR_DETAILS]
-    return json_bytes({"error": {"code": code, "message": clip(message), "detail": detail, "request_id": request_id}})
 
 
 PROTOCOL_PREFIX = "/v2"  # the Open Inference Protocol's paths: their errors take its shape, {"error": "<message>"}

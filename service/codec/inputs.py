@@ -209,20 +209,24 @@ def _non_optional(annotation: Any) -> type[BaseModel]:
 # -- images to arrays ---------------------------------------------------------------------------------
 
 
-async def load_images(sources: list[ImageSource], settings: Settings, names: list[str | None]) -> list[np.ndarray]:
+async def load_images(
+    sources: list[ImageSource], settings: Settings, names: list[str | None], pool: DecodePool
+) -> list[np.ndarray]:
     """Each source as float32 (28, 28) in [0, 1] (see `_load_images`), in a "decode" span while tracing is on."""
     with span("decode", {"digitae.images": len(sources)}):
-        return await _load_images(sources, settings, names)
+        return await _load_images(sources, settings, names, pool)
 
 
-async def _load_images(sources: list[ImageSource], settings: Settings, names: list[str | None]) -> list[np.ndarray]:
+async def _load_images(
+    sources: list[ImageSource], settings: Settings, names: list[str | None], pool: DecodePool
+) -> list[np.ndarray]:
     """Each source as float32 (28, 28) in [0, 1]; a problem names the image it is about (`names`).
 
     Two passes, so that nothing slow runs on the event loop and the costly part is bounded before it starts:
     first every image's header is read (a large base64 text is decoded off the loop) and the pixels of the
     whole request are counted against DIGITAE_MAX_REQUEST_PIXELS; then the pixels are decoded, on the loop
     only for images of at most INLINE_DECODE_PIXELS (judged by their size in pixels, not in bytes: a 1 KB
-    file can hold 25 megapixels), else in the decode pool (at most DIGITAE_DECODE_CONCURRENCY at once).
+    file can hold 25 megapixels), else in the decode `pool` (at most DIGITAE_DECODE_CONCURRENCY at once).
     """
     opened: list[Image.Image | np.ndarray] = []
     total_pixels = 0
@@ -234,7 +238,7 @@ async def _load_images(sources: list[ImageSource], settings: Settings, names: li
             if source.size <= INLINE_DECODE_BYTES:
                 image = _open(source, settings)
             else:
-                image = await in_decode_pool(settings, _open, source, settings)
+                image = await pool.run(_open, source, settings)
         except ImageInputError as exc:
             raise image_problem(exc, name) from None
         width, height = image.size
@@ -256,7 +260,7 @@ async def _load_images(sources: list[ImageSource], settings: Settings, names: li
             if width * height <= INLINE_DECODE_PIXELS:
                 arrays.append(preprocess(load_image(item)))
             else:
-                arrays.append(await in_decode_pool(settings, _decode, item))
+                arrays.append(await pool.run(_decode, item))
         except ImageInputError as exc:
             raise image_problem(exc, name) from None
     return arrays
@@ -281,16 +285,19 @@ def _decode(image: Image.Image) -> np.ndarray:
         image.close()  # its pixel memory goes back now, not when the garbage collector gets to it
 
 
-@functools.cache
-def _decode_executor(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digitae-decode")
+class DecodePool:
+    """The image decode threads: at most DIGITAE_DECODE_CONCURRENCY decodes at once per app, so the memory of
+    concurrent large decodes (about 13 bytes per pixel each) is bounded; the rest wait their turn. Made with the
+    app's service and shut down by its lifespan."""
 
+    def __init__(self, workers: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digitae-decode")
 
-async def in_decode_pool(settings: Settings, function: Callable[..., T], *args: Any) -> T:
-    """Run `function` in the image decode threads: at most DIGITAE_DECODE_CONCURRENCY at once per process, so
-    the memory of concurrent large decodes (about 13 bytes per pixel each) is bounded; the rest wait their turn."""
-    executor = _decode_executor(settings.decode_concurrency)
-    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args))
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def batch_names(count: int, is_batch: bool) -> list[str | None]:

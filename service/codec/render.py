@@ -17,14 +17,15 @@ from starlette.responses import Response
 
 from models.corruptions import CorruptionPlan, Rectangle
 from service.catalog.registry import ServedModel
-from service.codec.errors import ApiError, clip, json_bytes
+from service.codec.arrays import NPY
+from service.codec.errors import ApiError, clip
 from service.codec.imaging import encode_png_grid, png_base64
 from service.engine.inference import Encoding, Reconstruction, Verdict
 from service.runtime.tracing import span
+from service.wire import json_bytes
 
 JSON = "application/json"
 PNG = "image/png"
-NPY = "application/x-npy"
 
 
 @lru_cache(maxsize=256)
@@ -193,8 +194,8 @@ SAMPLE_FIELDS = ("images", "latents", "digit", "sigma", "seed")
 INTERPOLATE_FIELDS = ("images", "latents", "t")
 CLASSIFY_FIELDS = ("digit", "confidence", "probabilities")
 LOSS_COLUMNS = ("mse", "bce", "kl", "elbo")
-# the fields an application/x-npy answer can hold (one per answer), the default first
-ENCODE_ARRAYS = ("latent", "logvar", "nearest_digit", "centroid_distances")
+# the fields an application/x-npy answer of /reconstruct can hold (one per answer), the default first (any of
+# ENCODE_FIELDS and DECODE_FIELDS can be one)
 RECONSTRUCT_ARRAYS = ("image", "input", "latent", "logvar", "nearest_digit", "loss")
 
 
@@ -274,8 +275,7 @@ def reconstruction_array(results: Sequence[Reconstruction], seen: Sequence[np.nd
 
 
 def _logvar(encoding: Encoding) -> np.ndarray:
-    if encoding.logvar is None:
-        raise ApiError(422, "fields: logvar belongs to a VAE's answer; this model is an auto-encoder")
+    assert encoding.logvar is not None, "checked_array_field refuses logvar for an auto-encoder"
     return encoding.logvar
 
 

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from models.networks import SIDE
-from service.codec.errors import ApiError, invalid, json_bytes
+from service.codec.errors import ApiError, invalid
 from service.codec.inputs import check_json_shape
 from service.settings import Settings
+from service.wire import json_bytes
 
 HEADER_LENGTH = "inference-header-content-length"  # the extension's header (HTTP header names are case-insensitive)
 BINARY_TYPE = "application/octet-stream"  # an answer with binary tensors after its JSON header

@@ -44,14 +44,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 import uvicorn
-from pydantic_core import to_json
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from service.wire import error_body
+from service.settings import Settings
 
 log = logging.getLogger("digitae")
 
@@ -135,7 +135,7 @@ class BoundedConfig(uvicorn.Config):
 
 def error_response(status: int, code: str, message: str) -> bytes:
     """A complete HTTP/1.1 answer in the service's error shape, written straight to the socket."""
-    body = to_json({"error": {"code": code, "message": message, "detail": None, "request_id": None}})
+    body = error_body(code, message)
     reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}[status]
     head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
     return head % (status, reason, len(body)) + body

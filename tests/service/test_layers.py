@@ -1,12 +1,17 @@
-"""HTTP stays at the edge: the registry raises a domain error that the route layer turns into 404, the routes
-leave corruption plans and path ends to the inference module, and only requests that may share a micro-batch
-count as company for one (a health check or a metrics scrape never makes a lone request wait)."""
+"""HTTP stays at the edge: the registry raises a domain error that the route layer turns into 404, corruption
+plans live in models/ (a request's corruption becomes one), only requests that may share a micro-batch count as
+company for one (a health check or a metrics scrape never makes a lone request wait), and the folder map in
+service/__init__.py names exactly the folders and top modules there are."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -69,9 +74,10 @@ def test_corruption_plans_live_in_models_and_repeat_from_their_seed() -> None:
 )
 def test_only_requests_that_may_share_a_batch_count_as_company(method: str, path: str, counted: bool) -> None:
     seen: list[int] = []
+    in_flight = InFlight()
 
     async def app(scope: object, receive: object, send: object) -> None:
-        seen.append(InFlight.count)
+        seen.append(in_flight.count)
 
     async def nothing() -> dict[str, object]:
         return {}
@@ -79,13 +85,44 @@ def test_only_requests_that_may_share_a_batch_count_as_company(method: str, path
     async def ignore(message: object) -> None:
         return None
 
-    before = InFlight.count
     scope = {"type": "http", "method": method, "path": path, "headers": []}
-    asyncio.run(InFlightMiddleware(app)(scope, nothing, ignore))
-    assert seen == [before + 1 if counted else before]
-    assert InFlight.count == before
+    asyncio.run(InFlightMiddleware(app, in_flight)(scope, nothing, ignore))
+    assert seen == [1 if counted else 0], "only a POST under /v1 counts while the app handles it"
+    assert in_flight.count == 0, "the count goes back down when the request is done"
 
 
-def test_the_app_counts_in_flight_requests_with_that_middleware(models_dir: Path) -> None:
+def test_the_app_counts_an_inference_request_as_in_flight_while_it_reads_the_body(models_dir: Path) -> None:
+    """The app's own count (the one its engine asks before waiting for company) is 1 while an encode request is
+    being read, and 0 again once it is answered."""
     app = create_app(Settings(models_dir=models_dir))
-    assert InFlightMiddleware.__name__ in [getattr(m.cls, "__name__", "") for m in app.user_middleware]
+    seen_while_reading: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"pixels": '
+        seen_while_reading.append(app.state.in_flight.count)
+        yield json.dumps(np.zeros((28, 28)).tolist()).encode() + b', "scale": "0-1"}'
+
+    async def encode() -> int:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://digitae") as client:
+                headers = {"Content-Type": "application/json"}
+                response = await client.post("/v1/models/ae-6/encode", content=body(), headers=headers)
+                return response.status_code
+
+    assert asyncio.run(encode()) == 200
+    assert seen_while_reading == [1], "the request counts while the route reads its body"
+    assert app.state.in_flight.count == 0, "and no longer once it is answered"
+
+
+def test_the_folder_map_of_the_service_names_every_layer_and_top_module_and_nothing_else() -> None:
+    import service
+
+    root = Path(service.__file__).parent
+    on_disk = {f"{p.name}/" for p in root.iterdir() if (p / "__init__.py").is_file()}
+    on_disk |= {p.name for p in root.glob("*.py") if p.name != "__init__.py"}
+    doc = service.__doc__ or ""
+    named = set(re.findall(r"^    ([A-Za-z_]+(?:\.py|/))\s", doc, flags=re.MULTILINE))
+    assert named == on_disk, (
+        f"missing from the map: {sorted(on_disk - named)}; named but absent: {sorted(named - on_disk)}"
+    )

@@ -16,13 +16,17 @@ def test_settings_come_from_digitae_variables(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("DIGITAE_CORS_ORIGINS", '["https://a.example", "https://b.example"]')
     monkeypatch.setenv("DIGITAE_MICROBATCH_ENABLED", "false")
     monkeypatch.setenv("DIGITAE_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("DIGITAE_ADMIN_KEY", "the-admin-key-0123")
     settings = Settings()
     assert settings.models_dir == tmp_path and settings.port == 9001
-    assert settings.api_keys == ["first-key-123", "second-key-456"]
+    assert [key.get_secret_value() for key in settings.api_keys] == ["first-key-123", "second-key-456"]
+    assert settings.admin_key is not None and settings.admin_key.get_secret_value() == "the-admin-key-0123"
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert settings.microbatch_enabled is False and settings.log_level == "warning"
     shown = settings.public()
     assert "first-key-123" not in str(shown) and len(shown["api_keys"]) == 2
+    for text in (str(shown), str(settings), repr(settings)):  # the keys are never written, whatever prints them
+        assert "first-key-123" not in text and "the-admin-key-0123" not in text
 
 
 def test_settings_defaults_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
