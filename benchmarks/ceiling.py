@@ -16,7 +16,9 @@ import torch
 
 from models.latents import sample_latents
 from service.catalog.registry import ServedModel, load_registry
-from service.codec.imaging import decode_base64_image, png_base64, preprocess
+from service.codec.imaging import base64_image_bytes, load_image, open_image
+from service.codec.png import png_base64
+from service.codec.preprocessing import preprocess
 from service.engine.inference import decode_batch, encode_batch, reconstruct_batch
 
 RECONSTRUCT_NO_PNG = "reconstruct, no PNG"  # what `?fields=loss,latent` asks for: the forward pass and the losses
@@ -26,7 +28,8 @@ def example_image() -> np.ndarray:
     """The /docs example digit, preprocessed as the server preprocesses it."""
     from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64
 
-    return preprocess(decode_base64_image(EXAMPLE_DIGIT_PNG_BASE64, max_bytes=1 << 20, max_pixels=1 << 20))
+    data = base64_image_bytes(EXAMPLE_DIGIT_PNG_BASE64, max_bytes=1 << 20)
+    return preprocess(load_image(open_image(data, max_bytes=1 << 20, max_pixels=1 << 20)))
 
 
 def batch_work(model: ServedModel, batch: int) -> dict[str, Callable[[], None]]:

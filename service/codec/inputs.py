@@ -24,15 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from service.codec.errors import ApiError, clip, image_problem, invalid
-from service.codec.imaging import (
-    SIDE,
-    ImageInputError,
-    base64_image_bytes,
-    load_image,
-    open_image,
-    pixels_to_array,
-    preprocess,
-)
+from service.codec.imaging import SIDE, ImageInputError, base64_image_bytes, load_image, open_image, pixels_to_array
+from service.codec.preprocessing import preprocess
 from service.codec.schemas import ImageItem, ImageRequest, PathEnd
 from service.runtime.tracing import span
 from service.settings import Settings

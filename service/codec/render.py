@@ -19,7 +19,7 @@ from models.corruptions import CorruptionPlan, Rectangle
 from service.catalog.registry import ServedModel
 from service.codec.arrays import NPY
 from service.codec.errors import ApiError, clip
-from service.codec.imaging import encode_png_grid, png_base64
+from service.codec.png import encode_png_grid, png_base64
 from service.engine.inference import Encoding, Reconstruction, Verdict
 from service.runtime.tracing import span
 from service.wire import json_bytes

@@ -59,9 +59,6 @@ class MicroBatcher(Generic[Item, Result]):
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, item: Item) -> Result:
-        return (await self.submit_many([item]))[0]
-
     async def submit_many(self, items: Sequence[Item]) -> list[Result]:
         """Results in the order of `items`; they may travel in several forward passes."""
         if not self.enabled:

@@ -1,4 +1,5 @@
-"""service.codec.imaging: safe decoding, MNIST-style preprocessing, PNG encoding (and the /docs example digits)."""
+"""service.codec.imaging, .preprocessing and .png: safe decoding, MNIST-style preprocessing, PNG encoding (and the
+/docs example digits)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
-from service.codec.imaging import (
-    ImageInputError,
-    center_of_mass,
-    decode_base64_image,
-    decode_image,
-    encode_png,
-    encode_png_grid,
-    is_mnist_like,
-    pixels_to_array,
-    png_base64,
-    preprocess,
-)
+from service.codec.imaging import ImageInputError, base64_image_bytes, load_image, open_image, pixels_to_array
+from service.codec.png import encode_png, encode_png_grid, png_base64
+from service.codec.preprocessing import center_of_mass, is_mnist_like, preprocess
 from tests.support import REPO_ROOT
 
 MAX_BYTES = 5_000_000
@@ -36,7 +28,13 @@ DIGIT = np.asarray(EXAMPLE_PIXELS, dtype=np.uint8)  # a real MNIST "7", white on
 
 
 def decode(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    """An uploaded file's pixels the way the service reads them: the header checked, then the pixels decoded."""
+    return load_image(open_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
+
+
+def decode_base64(text: str, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A JSON `image` the way the service reads it: base64 to bytes, then `decode`."""
+    return decode(base64_image_bytes(text, max_bytes=max_bytes), max_bytes, max_pixels)
 
 
 def save(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -337,24 +335,24 @@ def test_base64_plain_data_url_urlsafe_and_wrapped_are_accepted() -> None:
         "\n".join(plain[i : i + 76] for i in range(0, len(plain), 76)),
     ]
     for text in variants:
-        image = decode_base64_image(text, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+        image = decode_base64(text)
         assert np.array_equal(preprocess(image), DIGIT.astype(np.float32) / 255)
 
 
 @pytest.mark.parametrize("text", ["not base64 at all!", "", "   ", "data:image/png,rawbytes", "iVBO*w0K"])
 def test_bad_base64_is_422(text: str) -> None:
     with pytest.raises(ImageInputError) as caught:
-        decode_base64_image(text, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+        decode_base64(text)
     assert caught.value.status_code == 422
 
 
 def test_base64_of_a_non_image_is_415_and_of_too_much_is_413() -> None:
     not_an_image = base64.b64encode(b"just some text").decode()
     with pytest.raises(ImageInputError) as caught:
-        decode_base64_image(not_an_image, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+        decode_base64(not_an_image)
     assert caught.value.status_code == 415
     with pytest.raises(ImageInputError) as caught:
-        decode_base64_image("A" * 4000, max_bytes=1000, max_pixels=MAX_PIXELS)
+        decode_base64("A" * 4000, max_bytes=1000)
     assert caught.value.status_code == 413
 
 
@@ -454,7 +452,7 @@ def test_grid_rejects_no_images_and_mixed_shapes() -> None:
 
 
 def test_examples_are_real_mnist_like_digits() -> None:
-    image = decode_base64_image(EXAMPLE_DIGIT_PNG_BASE64, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    image = decode_base64(EXAMPLE_DIGIT_PNG_BASE64)
     assert image.size == (28, 28) and image.mode == "L"
     assert is_mnist_like(preprocess(image)) and preprocess(image).max() == 1.0
     assert len(EXAMPLE_PIXELS) == 28 and all(len(row) == 28 for row in EXAMPLE_PIXELS)
@@ -464,7 +462,7 @@ def test_examples_are_real_mnist_like_digits() -> None:
 
 def test_service_imaging_needs_neither_training_nor_mlxtend() -> None:
     code = (
-        "import sys, service.codec.imaging, service.api.examples; "
+        "import sys, service.codec.imaging, service.codec.preprocessing, service.codec.png, service.api.examples; "
         "bad = [m for m in ('training', 'mlxtend') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -10,6 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from service.engine.batching import MicroBatcher
 
 
+async def submit(batcher: MicroBatcher[int, int], item: int) -> int:
+    """One caller with one item, as a single request is (the engine hands every request's items over at once)."""
+    return (await batcher.submit_many([item]))[0]
+
+
 def test_microbatcher_groups_concurrent_items_and_keeps_their_order() -> None:
     sizes: list[int] = []
 
@@ -22,7 +27,7 @@ def test_microbatcher_groups_concurrent_items_and_keeps_their_order() -> None:
             batcher = MicroBatcher(
                 double, executor=executor, max_size=16, wait_s=0.005, observe=lambda size, _: sizes.append(size)
             )
-            return await asyncio.gather(*(batcher.submit(i) for i in range(100)))
+            return await asyncio.gather(*(submit(batcher, i) for i in range(100)))
 
     assert asyncio.run(scenario()) == [2 * i for i in range(100)]
     assert sum(sizes) == 100 and max(sizes) <= 16 and len(sizes) < 100
@@ -34,7 +39,7 @@ def test_microbatcher_sends_a_lone_item_at_once_when_nobody_could_join() -> None
             batcher: MicroBatcher[int, int] = MicroBatcher(
                 lambda items: items, executor=executor, wait_s=30.0, worth_waiting=lambda: False
             )
-            return await asyncio.wait_for(batcher.submit(7), timeout=10)
+            return await asyncio.wait_for(submit(batcher, 7), timeout=10)
 
     assert asyncio.run(scenario()) == 7  # did not sit out the 30 s wait
 
@@ -48,7 +53,7 @@ def test_microbatcher_errors_reach_only_the_caller_that_caused_them() -> None:
     async def scenario() -> list[int | BaseException]:
         with ThreadPoolExecutor(1) as executor:
             batcher = MicroBatcher(picky, executor=executor, max_size=64, wait_s=0.01)
-            return await asyncio.gather(*(batcher.submit(i) for i in range(20)), return_exceptions=True)
+            return await asyncio.gather(*(submit(batcher, i) for i in range(20)), return_exceptions=True)
 
     outcomes = asyncio.run(scenario())
     assert isinstance(outcomes[13], ValueError)
@@ -66,7 +71,7 @@ def test_microbatcher_can_be_switched_off() -> None:
                 enabled=False,
                 observe=lambda size, _: sizes.append(size),
             )
-            singles = await asyncio.gather(*(batcher.submit(i) for i in range(10)))
+            singles = await asyncio.gather(*(submit(batcher, i) for i in range(10)))
             many = await batcher.submit_many(list(range(5)))
             return [*singles, *many]
 
@@ -85,7 +90,7 @@ def test_microbatcher_runs_off_the_event_loop() -> None:
     async def scenario() -> None:
         loop_thread.append(threading.get_ident())
         with ThreadPoolExecutor(1) as executor:
-            await MicroBatcher(record, executor=executor).submit(1)
+            await submit(MicroBatcher(record, executor=executor), 1)
 
     asyncio.run(scenario())
     assert work_thread and work_thread[0] != loop_thread[0]
