@@ -1,43 +1,61 @@
-"""What the inference routes share: the one array of a `.npy` answer, the bulk body, the bulk chunk size."""
+"""Bulk `.npy` requests: one handler for every operation that takes them, dispatched in one place by the body's
+Content-Type (`takes_bulk`), with the `.npy` body read while holding a bulk slot and run in chunks."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from fastapi import Request
+from starlette.responses import Response
 
-from service.api.deps import (
-    ModelCall,
-)
-from service.codec.arrays import (
-    NPY,
-    Release,
-    images_from_npy,
-    latents_from_npy,
-    read_npy,
-)
-from service.codec.errors import ApiError
-from service.codec.render import (
-    JSON,
-    PNG,
-)
+from service.api.deps import ModelCall
+from service.codec.arrays import NPY, Release, images_from_npy, in_chunks, latents_from_npy, read_npy
+from service.codec.formats import answer_format
+from service.codec.inputs import media_type
+from service.codec.render import Rendering
 from service.codec.schemas import LATENT_LIMIT
 from service.settings import Settings
 
+R = TypeVar("R")
+Handler = Callable[[Request, ModelCall], Awaitable[Response]]
 
-def checked_array_field(call: ModelCall, arrays: tuple[str, ...], valid: tuple[str, ...]) -> str:
-    """The one field an application/x-npy answer holds (for a JSON answer, the `fields` are checked instead),
-    checked before any work is done."""
-    if call.output.png:
-        raise ApiError(406, f"a .npy request is answered with {JSON} or {NPY}, not {PNG}")
-    if not call.output.npy:
-        call.output.fields(valid)
-        return arrays[0]
-    field = call.output.array_field(arrays, valid)
-    if field == "logvar" and call.model.kind != "vae":
-        raise ApiError(422, f"fields: logvar belongs to a VAE's answer; {call.model.name} is an auto-encoder")
-    return field
+
+@dataclass(frozen=True, slots=True)
+class BulkOperation(Generic[R]):
+    """What an operation does with a bulk request: the rows it reads, how it runs a chunk, how it answers."""
+
+    what: Literal["images", "latents"]
+    run: Callable[[ModelCall, list[np.ndarray]], Awaitable[list[R]]]
+    rendering: Rendering[R]
+
+
+def takes_bulk(operation: BulkOperation[Any], model_call: Callable[[Request], ModelCall]) -> Callable[[Handler], Any]:
+    """The route: a `.npy` body goes to `answer_bulk`, any other to the operation's own handler, each given the
+    request's `model_call` (the model and the negotiated output)."""
+
+    def route_of(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            call = model_call(request)
+            if media_type(request) == NPY:
+                return await answer_bulk(request, call, operation)
+            return await handler(request, call)
+
+        route.__name__, route.__qualname__, route.__doc__ = handler.__name__, handler.__qualname__, handler.__doc__
+        return route
+
+    return route_of
+
+
+async def answer_bulk(request: Request, call: ModelCall, operation: BulkOperation[R]) -> Response:
+    """Read (the `.npy` rows, once the answer's format is known to be possible), run in chunks, stream the answer."""
+    answer = answer_format(call.output, operation.rendering, call.model, bulk=True)
+    array, release = await read_bulk(request, call, operation.what)
+    chunks = in_chunks(array, bulk_chunk(call), partial(operation.run, call))
+    return answer.stream(chunks, len(array), release)
 
 
 async def read_bulk(request: Request, call: ModelCall, what: str) -> tuple[np.ndarray, Release]:

@@ -10,7 +10,6 @@ from starlette.responses import Response
 from models.corruptions import draw_seed
 from models.latents import path_positions, sample_latents, straight_path
 from service.api import openapi as docs
-from service.api.bulk import checked_array_field
 from service.api.declarations import BODY_ERRORS
 from service.api.deps import (
     image_call_parameters,
@@ -22,6 +21,7 @@ from service.codec.arrays import (
     npy_response,
 )
 from service.codec.errors import ApiError
+from service.codec.formats import npy_field
 from service.codec.inputs import ImageSource, load_images, read_json
 from service.codec.render import (
     INTERPOLATE_FIELDS,
@@ -60,7 +60,7 @@ async def sample(request: Request) -> Response:
     seed = body.seed if body.seed is not None else draw_seed()
     latents = sample_latents(model.centroids_cpu, body.digit, body.sigma, body.n, seed).numpy()
     if output.npy:
-        field = checked_array_field(call, ("images", "latents"), SAMPLE_FIELDS)
+        field = npy_field(output, ("images", "latents"), SAMPLE_FIELDS, model)
         images = await call.engine.decode(model, list(latents)) if field == "images" else []
         return npy_response(np.stack(images) if field == "images" else latents, {"X-Array-Field": field})
     want = output.fields(SAMPLE_FIELDS) if not output.png else frozenset(("images",))
@@ -104,7 +104,7 @@ async def interpolate(request: Request) -> Response:
     )
     t, latents = path_positions(body.steps).numpy(), straight_path(start, end, body.steps).numpy()
     if output.npy:
-        field = checked_array_field(call, INTERPOLATE_FIELDS, INTERPOLATE_FIELDS)
+        field = npy_field(output, INTERPOLATE_FIELDS, INTERPOLATE_FIELDS, model)
         arrays = {"latents": latents, "t": t}
         if field == "images":
             arrays["images"] = np.stack(await call.engine.decode(model, list(latents)))

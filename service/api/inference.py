@@ -1,8 +1,10 @@
-"""The inference routes: classify, encode, reconstruct and decode, single, batched or bulk `.npy`."""
+"""The inference routes: encode, reconstruct and decode, single, batched or bulk `.npy` (classify is models.py's).
+
+Each reads the request (codec), runs the engine, and answers in the format chosen once (codec/formats.py); a bulk
+`.npy` body goes to api/bulk.py's one handler.
+"""
 
 from __future__ import annotations
-
-from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -10,9 +12,10 @@ from starlette.responses import Response
 
 from models.corruptions import corrupt_all
 from service.api import openapi as docs
-from service.api.bulk import bulk_chunk, checked_array_field, read_bulk
+from service.api.bulk import BulkOperation, takes_bulk
 from service.api.declarations import BODY_ERRORS
 from service.api.deps import (
+    ModelCall,
     array_call_parameters,
     array_model_call,
     image_call_parameters,
@@ -27,28 +30,30 @@ from service.codec.answers import (
     ReconstructBatchResult,
     ReconstructResult,
 )
-from service.codec.arrays import (
-    NPY,
-    in_chunks,
-    npy_response,
-    stream_answer,
-)
-from service.codec.inputs import batch_names, load_images, media_type, read_image_request, read_json
-from service.codec.render import (
-    DECODE_FIELDS,
-    ENCODE_FIELDS,
-    RECONSTRUCT_ARRAYS,
-    RECONSTRUCT_FIELDS,
-    array_headers,
-    corruption_view,
-    encoding_array,
-    encoding_view,
-    json_response,
-    reconstruction_array,
-    reconstruction_view,
-)
+from service.codec.formats import answer_format
+from service.codec.inputs import batch_names, load_images, read_image_request, read_json
+from service.codec.render import DECODING, ENCODING, RECONSTRUCTION, Reconstructed, corruption_view
 from service.codec.schemas import DecodeRequest, EncodeRequest, ReconstructRequest
-from service.engine.inference import Reconstruction
+from service.engine.inference import Encoding
+
+
+async def _encode_chunk(call: ModelCall, images: list[np.ndarray]) -> list[Encoding]:
+    return await call.engine.in_bulk(call.model, "encode", images)
+
+
+async def _reconstruct_chunk(call: ModelCall, images: list[np.ndarray]) -> list[Reconstructed]:
+    """Clean reconstructions: the model sees each image as it is, and is scored against it."""
+    results = await call.engine.in_bulk(call.model, "reconstruct", [(image, image) for image in images])
+    return [(result, image, None) for result, image in zip(results, images, strict=True)]
+
+
+async def _decode_chunk(call: ModelCall, latents: list[np.ndarray]) -> list[np.ndarray]:
+    return await call.engine.in_bulk(call.model, "decode", latents)
+
+
+ENCODE_BULK = BulkOperation("images", _encode_chunk, ENCODING)
+RECONSTRUCT_BULK = BulkOperation("images", _reconstruct_chunk, RECONSTRUCTION)
+DECODE_BULK = BulkOperation("latents", _decode_chunk, DECODING)
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
 
@@ -77,29 +82,14 @@ v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are 
     )
     | array_call_parameters(),
 )
-async def encode(request: Request) -> Response:
-    call = array_model_call(request)
-    output, model = call.output, call.model
-    if media_type(request) == NPY:
-        field = checked_array_field(call, ENCODE_FIELDS, ENCODE_FIELDS)
-        array, release = await read_bulk(request, call, "images")
-        want = output.fields(ENCODE_FIELDS)
-        chunks = in_chunks(array, bulk_chunk(call), partial(call.engine.in_bulk, model, "encode"))
-        return stream_answer(
-            chunks, len(array), npy=output.npy, to_array=partial(encoding_array, field=field),
-            to_view=partial(encoding_view, want=want), release=release, headers=array_headers(field, model.kind),
-        )  # fmt: skip
+@takes_bulk(ENCODE_BULK, array_model_call)
+async def encode(request: Request, call: ModelCall) -> Response:
+    answer = answer_format(call.output, ENCODING, call.model, bulk=False)
     body, sources = await read_image_request(request, EncodeRequest, call.validation_context)
     images = await load_images(
         sources, call.settings, batch_names(len(sources), body.is_batch), call.service.decode_pool
     )
-    encodings = await call.engine.encode(model, images)
-    if output.npy:
-        field = checked_array_field(call, ENCODE_FIELDS, ENCODE_FIELDS)
-        return npy_response(encoding_array(encodings, field), array_headers(field, model.kind))
-    want = output.fields(ENCODE_FIELDS)
-    views = [encoding_view(e, want) for e in encodings]
-    return json_response({"results": views} if body.is_batch else views[0])
+    return answer.answer(await call.engine.encode(call.model, images), body.is_batch)
 
 
 @v1.post(
@@ -135,42 +125,18 @@ async def encode(request: Request) -> Response:
     )
     | image_call_parameters(),
 )
-async def reconstruct(request: Request) -> Response:
-    call = image_model_call(request)
-    output, model = call.output, call.model
-    if media_type(request) == NPY:
-        field = checked_array_field(call, RECONSTRUCT_ARRAYS, RECONSTRUCT_FIELDS)
-        array, release = await read_bulk(request, call, "images")
-        want = output.fields(RECONSTRUCT_FIELDS)
-
-        async def clean_pairs(part: list[np.ndarray]) -> list[tuple[Reconstruction, np.ndarray]]:
-            results = await call.engine.in_bulk(model, "reconstruct", [(image, image) for image in part])
-            return list(zip(results, part, strict=True))
-
-        return stream_answer(
-            in_chunks(array, bulk_chunk(call), clean_pairs), len(array), npy=output.npy,
-            to_array=lambda pairs: reconstruction_array([r for r, _ in pairs], [s for _, s in pairs], field),
-            to_view=lambda pair: reconstruction_view(pair[0], pair[1], output, None, want),
-            release=release, headers=array_headers(field, model.kind),
-        )  # fmt: skip
+@takes_bulk(RECONSTRUCT_BULK, image_model_call)
+async def reconstruct(request: Request, call: ModelCall) -> Response:
+    answer = answer_format(call.output, RECONSTRUCTION, call.model, bulk=False)
     body, sources = await read_image_request(request, ReconstructRequest, call.validation_context, ("corruption",))
     clean = await load_images(
         sources, call.settings, batch_names(len(sources), body.is_batch), call.service.decode_pool
     )
     plan = body.corruption.plan() if body.corruption is not None else None
     seen, applied = corrupt_all(clean, plan)
-    results = await call.engine.reconstruct(model, list(zip(seen, clean, strict=True)))
-    if output.png:
-        return output.png_response([r.image for r in results])
-    if output.npy:
-        field = checked_array_field(call, RECONSTRUCT_ARRAYS, RECONSTRUCT_FIELDS)
-        return npy_response(reconstruction_array(results, seen, field), array_headers(field, model.kind))
-    want = output.fields(RECONSTRUCT_FIELDS)
-    views = [
-        reconstruction_view(r, s, output, corruption_view(plan, rectangle), want)
-        for r, s, rectangle in zip(results, seen, applied, strict=True)
-    ]
-    return json_response({"results": views} if body.is_batch else views[0])
+    results = await call.engine.reconstruct(call.model, list(zip(seen, clean, strict=True)))
+    corruptions = [corruption_view(plan, rectangle) for rectangle in applied]
+    return answer.answer(list(zip(results, seen, corruptions, strict=True)), body.is_batch)
 
 
 @v1.post(
@@ -190,25 +156,10 @@ async def reconstruct(request: Request) -> Response:
     openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES, npy=docs.NPY_LATENTS)
     | image_call_parameters(),
 )
-async def decode(request: Request) -> Response:
-    call = image_model_call(request)
-    output, model = call.output, call.model
-    want = output.fields(DECODE_FIELDS)
-    if media_type(request) == NPY:
-        checked_array_field(call, DECODE_FIELDS, DECODE_FIELDS)
-        array, release = await read_bulk(request, call, "latents")
-        return stream_answer(
-            in_chunks(array, bulk_chunk(call), partial(call.engine.in_bulk, model, "decode")), len(array),
-            npy=output.npy,
-            to_array=np.stack, to_view=lambda image: {"image": output.b64(image)} if want else {},
-            release=release, headers=array_headers("image", model.kind),
-        )  # fmt: skip
+@takes_bulk(DECODE_BULK, image_model_call)
+async def decode(request: Request, call: ModelCall) -> Response:
+    answer = answer_format(call.output, DECODING, call.model, bulk=False)
     body = await read_json(request, DecodeRequest, call.validation_context)
     latents = body.latents if body.latents is not None else [body.latent]
-    images = await call.engine.decode(model, [np.asarray(z, dtype=np.float32) for z in latents])
-    if output.png:
-        return output.png_response(images)
-    if output.npy:
-        return npy_response(np.stack(images), array_headers("image", model.kind))
-    views = [{"image": output.b64(image)} for image in images]
-    return json_response({"results": views} if body.latents is not None else views[0])
+    images = await call.engine.decode(call.model, [np.asarray(z, dtype=np.float32) for z in latents])
+    return answer.answer(images, body.latents is not None)

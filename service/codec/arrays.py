@@ -259,19 +259,21 @@ async def _then(content: AsyncIterator[bytes], on_close: Callable[[], None]) -> 
         on_close()
 
 
-def stream_answer(
+def stream_npy(
     chunks: AsyncIterator[list[Result]],
     rows: int,
-    *,
-    npy: bool,
     to_array: Callable[[list[Result]], np.ndarray],
-    to_view: Callable[[Result], dict[str, Any]],
     release: Release,
     headers: dict[str, str] | None = None,
 ) -> BulkResponse:
-    """The answer to a bulk request, streamed as results come: one `.npy` array, or JSON `{"results": [...]}`."""
-    if npy:
-        return BulkResponse(npy_chunks(rows, _mapped(chunks, to_array)), NPY, release, headers=headers)
+    """A bulk request's answer as one `.npy` array of `rows` rows, streamed as the results come."""
+    return BulkResponse(npy_chunks(rows, _mapped(chunks, to_array)), NPY, release, headers=headers)
+
+
+def stream_json(
+    chunks: AsyncIterator[list[Result]], to_view: Callable[[Result], dict[str, Any]], release: Release
+) -> BulkResponse:
+    """A bulk request's answer as JSON `{"results": [...]}`, streamed as the results come."""
     views = _mapped(chunks, lambda results: [to_view(result) for result in results])
     return BulkResponse(json_results_chunks(views), "application/json", release)
 

@@ -6,10 +6,10 @@ JSON is written with pydantic-core straight from plain dicts: the response model
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from fastapi import Request
@@ -275,7 +275,7 @@ def reconstruction_array(results: Sequence[Reconstruction], seen: Sequence[np.nd
 
 
 def _logvar(encoding: Encoding) -> np.ndarray:
-    assert encoding.logvar is not None, "checked_array_field refuses logvar for an auto-encoder"
+    assert encoding.logvar is not None, "formats.npy_field refuses logvar for an auto-encoder"
     return encoding.logvar
 
 
@@ -299,3 +299,41 @@ def corruption_view(plan: CorruptionPlan | None, rectangle: Rectangle | None) ->
         top, left, height, width = rectangle
         applied["occlusion"] = dict(top=top, left=left, height=height, width=width, fill=plan.occlusion.fill)
     return applied
+
+
+# -- each operation's results in every format (the strategies are codec/formats.py's) ------------------------
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering(Generic[R]):
+    """How an operation's results look in each format."""
+
+    fields: tuple[str, ...]  # the top-level fields of one result's JSON view
+    arrays: tuple[str, ...]  # the fields a `.npy` answer can hold, one per answer, the default first
+    view: Callable[[R, ImageOutput, frozenset[str]], dict[str, Any]]  # one result, with the fields wanted
+    array: Callable[[Sequence[R], str], np.ndarray]  # many results, one field
+    image: Callable[[R], np.ndarray] | None = None  # one result as an image (None: the operation has no PNG)
+
+
+# A reconstruction, the image the model saw, and the corruption applied (None: none asked).
+Reconstructed = tuple[Reconstruction, np.ndarray, dict[str, Any] | None]
+
+ENCODING: Rendering[Encoding] = Rendering(
+    ENCODE_FIELDS, ENCODE_FIELDS, view=lambda e, output, want: encoding_view(e, want), array=encoding_array
+)
+RECONSTRUCTION: Rendering[Reconstructed] = Rendering(
+    RECONSTRUCT_FIELDS,
+    RECONSTRUCT_ARRAYS,
+    view=lambda item, output, want: reconstruction_view(item[0], item[1], output, item[2], want),
+    array=lambda items, field: reconstruction_array([r for r, _, _ in items], [s for _, s, _ in items], field),
+    image=lambda item: item[0].image,
+)
+DECODING: Rendering[np.ndarray] = Rendering(
+    DECODE_FIELDS,
+    DECODE_FIELDS,
+    view=lambda image, output, want: {"image": output.b64(image)},
+    array=lambda images, field: np.stack(images),
+    image=lambda image: image,
+)
