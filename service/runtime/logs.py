@@ -10,10 +10,9 @@ import logging
 import queue
 import re
 import sys
-import threading
 import time
-from logging.handlers import QueueHandler
-from typing import Any, NamedTuple
+from logging.handlers import QueueHandler, QueueListener
+from typing import Any, NamedTuple, TextIO
 
 ACCESS_LINE = "%s %s %d %.1fms request_id=%s"
 TRACED_ACCESS_LINE = ACCESS_LINE + " trace_id=%s"  # while tracing is on
@@ -50,19 +49,73 @@ class AccessLine(NamedTuple):
 
 
 WRITE_EVERY_S = 0.05
+BATCH_LINES = 4096  # the most lines one write carries
+STOP_WAIT_S = 5.0  # at exit, the longest wait for the queue to be written (a stalled stream must not hold it)
+
+
+class BatchWriter(QueueListener):
+    """The standard library's queue listener (its thread, sentinel and stop), writing in batches: it wakes at most
+    every WRITE_EVERY_S and writes whatever has queued up (records, and access lines as `AccessLine` tuples, made
+    into records here) in one write and one flush."""
+
+    def __init__(self, pending: queue.SimpleQueue[Any], target: logging.StreamHandler[TextIO]) -> None:
+        super().__init__(pending, target)
+        self.pending, self.target = pending, target
+
+    def dequeue(self, block: bool) -> Any:
+        """The next batch (a list), or the sentinel (QueueListener's: None) when nothing is left before it."""
+        first = self.pending.get(block)
+        if first is None:
+            return first
+        time.sleep(WRITE_EVERY_S)  # let lines gather: one wake-up per batch, not one per request
+        batch = [first]
+        while len(batch) < BATCH_LINES:
+            try:
+                item = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self.enqueue_sentinel()  # stop after this batch is written
+                break
+            batch.append(item)
+        return batch
+
+    def handle(self, batch: list[Any]) -> None:  # type: ignore[override]
+        target = self.target
+        records = [item.record() if isinstance(item, AccessLine) else item for item in batch]
+        lines = []
+        for record in records:
+            try:
+                lines.append(target.format(record) + target.terminator)
+            except Exception:
+                target.handleError(record)
+        if lines:
+            try:
+                with target.lock:  # type: ignore[union-attr]
+                    target.stream.write("".join(lines))
+                    target.flush()
+            except Exception:
+                target.handleError(records[-1])
+
+    def stop(self) -> None:
+        """QueueListener's stop, bounded by STOP_WAIT_S."""
+        if self._thread is not None:
+            self.enqueue_sentinel()
+            self._thread.join(timeout=STOP_WAIT_S)
+            self._thread = None
 
 
 class BackgroundStreamHandler(QueueHandler):
-    """Writes to stderr from a background thread: formatting and writing the per-request lines (to a slow
-    terminal or a full pipe) never stall the event loop. The thread wakes at most every WRITE_EVERY_S and
-    writes whatever has queued up in one write and one flush. Closing it (logging does at exit) flushes the queue."""
+    """Writes to stderr from a background thread (a `BatchWriter`): formatting and writing the per-request lines
+    (to a slow terminal or a full pipe) never stall the event loop. Closing it (logging does at exit) writes what
+    is queued."""
 
     def __init__(self) -> None:
-        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()  # log_access queues its tuples here directly
         super().__init__(self._pending)
         self.target = logging.StreamHandler(sys.stderr)
         self.accepting = True
-        self._writer = threading.Thread(target=self._write_batches, name="digitae-log-writer", daemon=True)
+        self._writer = BatchWriter(self._pending, self.target)
         self._writer.start()
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
@@ -73,39 +126,9 @@ class BackgroundStreamHandler(QueueHandler):
         (for pickling to another process, which a thread does not need): that was most of a request's logging cost."""
         return record
 
-    def _write_batches(self) -> None:
-        target, pending = self.target, self._pending
-        while True:
-            batch = [pending.get()]
-            if batch[0] is not None:
-                time.sleep(WRITE_EVERY_S)  # let lines gather: one wake-up per batch, not one per request
-            while len(batch) < 4096:
-                try:
-                    batch.append(pending.get_nowait())
-                except queue.Empty:
-                    break
-            records = [item.record() if isinstance(item, AccessLine) else item for item in batch if item is not None]
-            lines = []
-            for record in records:
-                try:
-                    lines.append(target.format(record) + target.terminator)
-                except Exception:
-                    target.handleError(record)
-            if lines:
-                try:
-                    with target.lock:  # type: ignore[union-attr]
-                        target.stream.write("".join(lines))
-                        target.flush()
-                except Exception:
-                    target.handleError(records[-1])
-            if len(records) < len(batch):
-                return  # the stop sentinel
-
     def close(self) -> None:
         self.accepting = False
-        if self._writer.is_alive():
-            self._pending.put_nowait(None)
-            self._writer.join(timeout=5)
+        self._writer.stop()
         self.target.close()
         super().close()
 
