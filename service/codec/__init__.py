@@ -1,1 +1,1 @@
-"""Wire formats in and out: request schemas, images, .npy, JSON and PNG answers, the error envelope."""
+"""Wire formats in and out: request and answer schemas, images, .npy, the answer formats (JSON, PNG, .npy), errors."""

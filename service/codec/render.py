@@ -1,8 +1,8 @@
-"""Answers: content negotiation (JSON or PNG), images as base64 or as one PNG, and JSON views.
+"""Answers: content negotiation (JSON, PNG or .npy) and `fields`, images as base64 or as one PNG, the JSON views
+and `.npy` arrays of each result, and each operation's `Rendering` (codec/formats.py answers with it).
 
-JSON is written with pydantic-core straight from plain dicts: the response models in
-`schemas` document the shape, and the tests check the answers against them.
-"""
+JSON is written with pydantic-core straight from plain dicts: the response models in `answers` document the shape,
+and the tests check the answers against them."""
 
 from __future__ import annotations
 

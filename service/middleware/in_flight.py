@@ -1,4 +1,4 @@
-"""How many requests that may share a micro-batch this process is handling right now.
+"""How many requests that may share a micro-batch the app is handling right now.
 
 The micro-batcher waits for company only when another such request is in flight (`InFlight.others`; the app
 holds its count in `app.state.in_flight`).
