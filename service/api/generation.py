@@ -99,8 +99,8 @@ async def interpolate(request: Request) -> Response:
     images = await load_images(list(given.values()), call.settings, list(given), call.service.decode_pool)
     encoded = iter(await call.engine.encode(model, images) if images else [])
     start, end = (
-        torch.from_numpy(next(encoded).latent) if end.is_image else end.fixed_latent(model.centroids_cpu)
-        for end in ends.values()
+        torch.from_numpy(next(encoded).latent) if point.is_image else point.fixed_latent(model.centroids_cpu)
+        for point in ends.values()
     )
     t, latents = path_positions(body.steps).numpy(), straight_path(start, end, body.steps).numpy()
     if output.npy:

@@ -49,9 +49,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from service.wire import error_body
+
 if TYPE_CHECKING:
-    from service.wire import error_body
-from service.settings import Settings
+    from service.settings import Settings
 
 log = logging.getLogger("digitae")
 
