@@ -57,7 +57,7 @@ if __name__ == "__main__":
         import logging.config
 
         from service.runtime.logs import logging_config
-        from service.runtime.server import serve
+        from service.runtime.process import serve
         from service.settings import Settings
 
         settings = Settings()
@@ -77,7 +77,7 @@ if __name__ == "__main__":
             server_header=False,
         )
     else:
-        from service.runtime.server import serve
+        from service.runtime.process import serve
         from service.settings import Settings
 
         serve(Settings(), target, None)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from service.app import StartupError, build_registry, create_app
 from service.catalog.reloading import SUPERVISOR_PID_ENV
 from service.runtime.logs import logging_config
-from service.runtime.server import serve
+from service.runtime.process import serve
 from service.settings import Settings
 
 log = logging.getLogger("digitae")

@@ -37,7 +37,7 @@ from service.middleware.in_flight import InFlight, InFlightMiddleware
 from service.middleware.request_context import MODEL_HEADERS, TRACE_HEADERS, RequestContextMiddleware
 from service.runtime.draining import Drain
 from service.runtime.metrics import observe_batch, observe_model_change, observe_readiness, observe_served
-from service.runtime.server import handle_sighup
+from service.runtime.process import handle_sighup
 from service.runtime.tracing import start_tracing, stop_tracing
 from service.settings import Settings
 

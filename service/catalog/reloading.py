@@ -1,7 +1,7 @@
 """Live model reload: new, changed and removed checkpoint folders are noticed and swapped in while serving.
 
 What starts a reload: polling every `reload_interval_s`, SIGHUP, or POST /admin/reload. Each worker process
-reloads by itself (each polls; SIGHUP to the server reaches every worker: service/runtime/server.py's Supervisor), so
+reloads by itself (each polls; SIGHUP to the server reaches every worker: service/runtime/process.py's Supervisor), so
 a multi-worker server converges within one polling interval even when a trigger reached only one worker.
 
 How: a folder is looked at again only when its files' (inode, size, mtime) changed since it was last loaded
@@ -320,7 +320,7 @@ class Reloader:
 
 def start_reloading(reloader: Reloader, interval_s: float) -> Callable[[], None]:
     """In the running event loop: poll every `interval_s` (0: never). SIGHUP reaches `Reloader.on_sighup` through
-    service/runtime/server.py's `handle_sighup`. Returns the function that stops polling and any reload under way."""
+    service/runtime/process.py's `handle_sighup`. Returns the function that stops polling and any reload under way."""
     loop = asyncio.get_running_loop()
     poller = loop.create_task(reloader.poll(interval_s)) if interval_s > 0 else None
 

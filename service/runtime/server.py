@@ -23,31 +23,26 @@ imports this module, before it can answer the supervisor's health pings.
 
 Signals: SIGTERM stops accepting, lets requests in flight finish and exits by `shutdown_timeout_s` whatever
 the clients do (uvicorn's graceful timeout); SIGHUP never stops a serving process: it calls `on_sighup`.
+runtime/process.py runs the server: `serve`, the worker supervisor, the open-file limit, `handle_sighup`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import resource
 import signal
-import socket
 import threading
 import time
 from asyncio import TimerHandle
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
-from uvicorn.supervisors.multiprocess import Multiprocess
 
 from service.wire import error_body
 
@@ -59,7 +54,6 @@ log = logging.getLogger("digitae")
 # Set in a request's scope state when the server closed the connection before the body was in (408: too slow,
 # 503: shutting down): the request log then gives that status, not 499 (the client left).
 CLOSED_WITH = "digitae.closed_with"
-FD_HEADROOM = 128  # descriptors kept free beyond max_connections: models, logs, the decode threads' files
 REFUSAL_LOG_INTERVAL_S = 10.0  # at most one "connection refused" warning per interval per process
 # Past max_connections, this many more connections are accepted for health probes only, each for at most
 # PROBE_WAIT_S to send its request line: a server full of idle or hostile connections still answers its probes.
@@ -72,22 +66,6 @@ def on_sighup() -> None:
     """What SIGHUP does to a serving process: nothing that stops it. The one place to give it a meaning
     (e.g. reloading the models); each worker's lifespan routes SIGHUP here (`handle_sighup`)."""
     log.info("SIGHUP received: nothing to do; the process keeps serving")
-
-
-@contextlib.contextmanager
-def handle_sighup(on_hup: Callable[[], None] = on_sighup) -> Iterator[None]:
-    """While serving, SIGHUP calls `on_hup` (the app's lifespan gives its own: reload the models) on the event loop
-    instead of ending the process (its default)."""
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
-    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread (an in-process test client)
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -401,65 +379,3 @@ def _count_refused_connection() -> None:
     from service.runtime.metrics import CONNECTIONS_REFUSED  # here: workers import this module, light, first
 
     CONNECTIONS_REFUSED.inc()
-
-
-class Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, except that SIGHUP is passed on to the workers instead of restarting them."""
-
-    def handle_hup(self) -> None:
-        log.info("SIGHUP received: passing it on to the workers")
-        for process in self.processes:
-            if process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGHUP)
-
-
-def ensure_descriptors(max_connections: int) -> None:
-    """Raise the soft limit on open files to what max_connections needs (up to the hard limit); warn if short."""
-    needed = max_connections + FD_HEADROOM
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-        if soft < needed:
-            log.warning(
-                "open-file limit %d is under DIGITAE_MAX_CONNECTIONS + %d = %d: raise it (ulimit -n) or lower it",
-                soft, FD_HEADROOM, needed,
-            )  # fmt: skip
-
-
-def serve(settings: Settings, app: Any, log_config: dict[str, Any] | None, *, factory: bool = False) -> None:
-    """Serve `app` with the bounds: an ASGI app, or (needed for several workers) its import string, which with
-    `factory` names a function that builds it."""
-    ensure_descriptors(settings.max_connections)
-    config = BoundedConfig(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http=BoundedHttpToolsProtocol,
-        factory=factory,
-        workers=settings.worker_count,
-        log_level=settings.log_level,
-        log_config=log_config,  # applied again in each worker process
-        access_log=False,  # the request middleware logs each request, with its id
-        server_header=False,
-        # Behind a trusted proxy (DIGITAE_FORWARDED_ALLOW_IPS) the scope's client is the one it forwards for.
-        proxy_headers=bool(settings.forwarded_allow_ips),
-        forwarded_allow_ips=settings.forwarded_allow_ips or None,
-        timeout_keep_alive=settings.idle_timeout_s,  # type: ignore[arg-type]  # a float works
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
-    )
-    config.limits = ConnectionLimits.of(settings)
-    if settings.worker_count == 1:
-        config.load_app()
-        server = uvicorn.Server(config)
-        server.run()
-        if not server.started:
-            raise SystemExit(STARTUP_FAILURE)
-        return
-    sock: socket.socket = config.bind_socket()
-    Supervisor(config, sockets=[sock]).run()
