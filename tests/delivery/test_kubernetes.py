@@ -268,7 +268,7 @@ def test_the_key_secret_is_required_and_the_service_refuses_to_start_without_key
     with pytest.raises(ValueError, match="require_keys is set but no API key is"):
         settings_of(configmap, api_keys="")  # what the pod would run with, given an empty api-keys
     settings = settings_of(configmap, api_keys="a-deployment-key")
-    assert settings.require_keys and settings.api_keys == ["a-deployment-key"]
+    assert settings.require_keys and [key.get_secret_value() for key in settings.api_keys] == ["a-deployment-key"]
 
 
 def quantity_mib(quantity: str) -> float:

@@ -60,4 +60,4 @@ def test_forwarded_allow_ips_and_require_keys(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValueError, match="require_keys is set but no API key is"):
         Settings()
     monkeypatch.setenv("DIGITAE_API_KEYS", "a-deployment-key")
-    assert Settings().api_keys == ["a-deployment-key"]
+    assert [key.get_secret_value() for key in Settings().api_keys] == ["a-deployment-key"]
