@@ -11,8 +11,8 @@ from models.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
-    update_card,
 )
+from models.checkpoint_edits import update_card
 from models.corruptions import GaussianNoise, Occlusion
 from models.device import resolve_device
 from models.networks import (

@@ -67,7 +67,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,16 +76,26 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
+from models.checkpoint_bounds import (
+    DEFAULT_BOUNDS,
+    MAX_CARD_BYTES,
+    MAX_JSON_FILE_BYTES,
+    MAX_LATENT_DIM,
+    MAX_LAYER_WIDTH,
+    CheckpointBounds,
+    CheckpointError,
+    file_guard,
+    refuse_links_out,
+)
 from models.networks import (
     AUTOENCODER_KINDS,
     KINDS,
     NUM_DIGITS,
-    SIDE,
     Architecture,
     AutoEncoderNetwork,
     build_model,
 )
-from models.storage import atomic_write_bytes, atomic_write_folder, sha256_of
+from models.storage import atomic_write_folder, json_file_bytes, sha256_of
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -96,40 +105,6 @@ HISTORY_FILE = "history.json"
 ATLAS_FILE = "atlas.json"
 DEFAULT_CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
 JUDGE_NAME = "classifier"  # the checkpoint the judge (a digit classifier) is saved as
-
-# What the networks of models/networks.py can use: an auto-encoder's code is smaller than its 28x28 image, and
-# no layer needs more than a few thousand units (the committed checkpoints: latent 2-6, widths 32-128).
-MAX_LATENT_DIM = SIDE * SIDE
-MAX_LAYER_WIDTH = 4096
-MAX_CARD_BYTES = 1 << 20  # the committed cards are 3-4 KB; read whole before anything else is checked
-# centroids, history and atlas are parsed whole into Python objects (several times their size in memory): the
-# committed ones are 85 KB at most; an atlas of all 10,000 MNIST test digits at latent 6 is about 1.5 MB
-MAX_JSON_FILE_BYTES = 16 << 20
-
-
-@dataclass(frozen=True)
-class CheckpointBounds:
-    """What loading one checkpoint may cost, checked from its card and its files' sizes before anything is read
-    whole, hashed or allocated. The service takes them from its settings (DIGITAE_MAX_CHECKPOINT_*).
-
-    The defaults hold every committed checkpoint with room: the largest network has 484 thousand parameters
-    (1.9 MB of weights), the largest JSON file is an 85 KB atlas; hashing runs at about 1 GB/s."""
-
-    max_parameters: int = 20_000_000  # 80 MB of float32 weights: 40 times the committed ones
-    max_file_bytes: int = 128 << 20  # any one file the card lists; the weights of max_parameters fit
-    read_timeout_s: float = 30.0  # reading and hashing one checkpoint's files
-
-
-DEFAULT_BOUNDS = CheckpointBounds()
-
-
-class CheckpointError(Exception):
-    """A checkpoint file is missing, damaged, or disagrees with its card."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass
@@ -155,17 +130,6 @@ class Checkpoint:
     @property
     def latent_dim(self) -> int | None:
         return self.card.get("latent_dim")
-
-
-# -- JSON ----------------------------------------------------------------------------
-
-
-def _json_bytes(data: Any) -> bytes:
-    return (json.dumps(data, indent=2) + "\n").encode()
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, _json_bytes(data))
 
 
 # -- save ----------------------------------------------------------------------------
@@ -199,7 +163,7 @@ def save_checkpoint(
     contents = {WEIGHTS_FILE: save(state)}  # everything in memory first: the size a full disk lacked is known
     for name, payload in ((CENTROIDS_FILE, centroids), (HISTORY_FILE, history)):
         if payload is not None:
-            contents[name] = _json_bytes(payload)
+            contents[name] = json_file_bytes(payload)
     full_card = {
         "format_version": FORMAT_VERSION,
         "name": directory.name,
@@ -209,7 +173,7 @@ def save_checkpoint(
         "architecture": model.arch.to_dict() if isinstance(model, AutoEncoderNetwork) else None,
         "files": {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()},
     }
-    contents[CARD_FILE] = _json_bytes(full_card)
+    contents[CARD_FILE] = json_file_bytes(full_card)
     atomic_write_folder(directory, contents)
     return directory
 
@@ -244,30 +208,6 @@ def read_card(directory: Path | str) -> dict[str, Any]:
     if not isinstance(card.get("files"), dict) or WEIGHTS_FILE not in card["files"]:
         raise CheckpointError(path, f"the card lists no sha256 for {WEIGHTS_FILE}")
     return card
-
-
-def refuse_links_out(path: Path, root: Path) -> None:
-    """A `CheckpointError` when `path` is (or lies under) a link that leads out of `root`, the models folder: a
-    checkpoint must never make the service read, hash or describe a file kept elsewhere."""
-    try:
-        inside = path.resolve().is_relative_to(root.resolve())
-    except (OSError, RuntimeError):  # a link loop
-        inside = False
-    if not inside:
-        raise CheckpointError(path, "a link out of the models folder (refused: only files inside it are read)")
-
-
-def _within(path: Path, max_bytes: int, deadline: float) -> Callable[[int], None]:
-    """For `sha256_of`: a `CheckpointError` as soon as the file turns out longer than `max_bytes` (it may grow
-    while read) or `deadline` (time.monotonic()) has passed."""
-
-    def check(read: int) -> None:
-        if read > max_bytes:
-            raise CheckpointError(path, f"larger than the bound of {max_bytes} bytes (grew while read)")
-        if time.monotonic() > deadline:
-            raise CheckpointError(path, "reading the checkpoint's files took longer than its time bound")
-
-    return check
 
 
 def check_card_bounds(directory: Path | str, card: dict[str, Any], bounds: CheckpointBounds = DEFAULT_BOUNDS) -> int:
@@ -314,7 +254,7 @@ def verify_files(directory: Path | str, card: dict[str, Any], bounds: Checkpoint
     deadline = time.monotonic() + bounds.read_timeout_s
     for path in paths:
         expected = str(card["files"][path.name])
-        actual = sha256_of(path, _within(path, bounds.max_file_bytes, deadline))
+        actual = sha256_of(path, file_guard(path, bounds.max_file_bytes, deadline))
         if actual != expected:
             raise CheckpointError(
                 path, f"sha256 mismatch: the card says {expected[:12]}…, the file is {actual[:12]}… (damaged or edited)"
@@ -348,25 +288,6 @@ def load_checkpoint(
     if ATLAS_FILE in card["files"]:
         checkpoint.atlas = _read_atlas(directory / ATLAS_FILE, card.get("latent_dim"))
     return checkpoint
-
-
-def add_files(directory: Path | str, files: dict[str, bytes]) -> dict[str, Any]:
-    """Add files (name -> content) to an existing, verified checkpoint and list their sha256 in its card.
-
-    The other files are not touched. Each file is written atomically before the card names it, so a crash
-    leaves either the old card (and an unlisted file, ignored) or the new one.
-    """
-    directory = Path(directory)
-    for name in files:
-        if Path(name).name != name or name in (CARD_FILE, WEIGHTS_FILE):
-            raise CheckpointError(directory / name, "not a file a checkpoint can take")
-    card = read_card(directory)
-    verify_files(directory, card)  # never bless a damaged checkpoint with a fresh hash
-    for name, content in files.items():
-        atomic_write_bytes(directory / name, content)
-        card["files"][name] = sha256_of(directory / name)
-    atomic_write_json(directory / CARD_FILE, card)
-    return card
 
 
 def list_checkpoints(root: Path | str = DEFAULT_CHECKPOINTS_DIR) -> list[Path]:
@@ -455,20 +376,3 @@ def _read_atlas(path: Path, latent_dim: int | None) -> dict[str, Any]:
     if not ok:
         raise CheckpointError(path, f"expected 'labels' (digits 0-9) and as many 'codes' of {latent_dim} numbers")
     return data
-
-
-def update_card(directory: Path | str, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into a checkpoint's card (e.g. metrics measured later by the report).
-
-    Nested dicts are merged one level deep, so `metrics={...}` adds to the existing metrics.
-    The card is not hashed by itself, so the other files stay valid; the write is atomic.
-    """
-    directory = Path(directory)
-    card = read_card(directory)
-    for key, value in fields.items():
-        if isinstance(value, dict) and isinstance(card.get(key), dict):
-            card[key] = {**card[key], **value}
-        else:
-            card[key] = value
-    atomic_write_json(directory / CARD_FILE, card)
-    return card

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import os
 import secrets
 import shutil
@@ -152,3 +153,12 @@ def _swap_into_place(staging: Path, directory: Path) -> None:
     os.replace(staging, directory)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def json_file_bytes(data: Any) -> bytes:
+    """`data` as indented JSON with a final newline: how every checkpoint JSON file is written."""
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, json_file_bytes(data))

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.checkpoint import DEFAULT_BOUNDS, DEFAULT_CHECKPOINTS_DIR, CheckpointBounds
+from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
+from models.checkpoint_bounds import DEFAULT_BOUNDS, CheckpointBounds
 from models.networks import SIDE
 
 MiB = 1024 * 1024

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import ATLAS_FILE, CheckpointError, add_files, list_checkpoints, load_checkpoint
+from models.checkpoint import ATLAS_FILE, CheckpointError, list_checkpoints, load_checkpoint
+from models.checkpoint_edits import add_files
 from models.networks import AUTOENCODER_KINDS, NUM_DIGITS
 from training.centroids import encode
 from training.data import Digits

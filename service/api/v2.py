@@ -14,7 +14,6 @@ max_bulk) through the bulk path holding a bulk slot; errors have the protocol's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -26,6 +25,7 @@ from models.networks import SIDE
 from service.api.bulk import bulk_chunk_rows
 from service.api.deps import Service, running_service
 from service.api.examples import EXAMPLE_PIXELS
+from service.api.v2_tensors import DECODED, RECONSTRUCTED, inputs_of, model_metadata_of, outputs_of
 from service.catalog.registry import ServedJudge, ServedModel, is_model_name
 from service.codec.arrays import Release, in_chunks
 from service.codec.errors import ApiError, clip
@@ -52,7 +52,6 @@ TAG = "open inference protocol"
 health = APIRouter(prefix="/v2", tags=[TAG])  # probes: never behind a key, like /healthz and /readyz
 v2 = APIRouter(prefix="/v2", tags=[TAG])  # create_app adds the API-key check when keys are set
 
-PLATFORM = "pytorch"
 EXTENSIONS = ["binary_tensor_data"]
 
 _ERRORS = {
@@ -116,80 +115,6 @@ _INFER_DOCS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Tensor:
-    """One input or output as the model metadata describes it."""
-
-    name: str
-    datatype: str
-    shape: list[int]  # -1: any size (N, the rows)
-    description: str
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "datatype": self.datatype,
-            "shape": self.shape,
-            "parameters": {"description": self.description},
-        }
-
-
-def _images_input() -> Tensor:
-    return Tensor(
-        "images", "FP32", [-1, SIDE, SIDE], "N digits as MNIST makes them (white on black, centered): FP32 0-1, or "
-        "UINT8 0-255 (either datatype is taken)",
-    )  # fmt: skip
-
-
-def _outputs(model: ServedModel | ServedJudge) -> dict[str, Tensor]:
-    """Every output the model gives, by name, in the order the metadata lists them."""
-    if isinstance(model, ServedJudge):
-        return {
-            t.name: t
-            for t in (
-                Tensor("digit", "UINT8", [-1], "from images: the digit the judge sees (/v1/classify's digit)"),
-                Tensor("probabilities", "FP32", [-1, 10], "from images: the ten digits' probabilities"),
-            )
-        }
-    m = model.latent_dim
-    vae = model.kind == "vae"
-    tensors = [
-        Tensor("latent", "FP32", [-1, m], "from images: the latent code (a VAE's posterior mean mu), /v1's encode"),
-        *([Tensor("logvar", "FP32", [-1, m], "from images: the posterior's log-variance")] if vae else []),
-        Tensor("nearest_digit", "UINT8", [-1], "from images: the digit whose centroid is nearest the latent"),
-        Tensor("centroid_distances", "FP32", [-1, 10], "from images: the distance to each digit's centroid"),
-        Tensor(
-            "reconstruction", "FP32", [-1, SIDE, SIDE], "from images: the image decoded back, 0-1 (/v1's reconstruct)"
-        ),
-        Tensor("mse", "FP32", [-1], "from images: mean squared error per pixel, reconstruction against the input"),
-        Tensor("bce", "FP32", [-1], "from images: binary cross-entropy per pixel, reconstruction against the input"),
-        *(
-            [
-                Tensor("kl", "FP32", [-1], "from images: KL(q(z|x) || N(0, I)) in nats"),
-                Tensor("elbo", "FP32", [-1], "from images: the evidence lower bound in nats (decoding z = mu)"),
-            ]
-            if vae
-            else []
-        ),
-        Tensor("images", "FP32", [-1, SIDE, SIDE], "from latent: the decoded images, 0-1 (/v1's decode)"),
-    ]
-    return {t.name: t for t in tensors}
-
-
-def _inputs(model: ServedModel | ServedJudge) -> list[Tensor]:
-    if isinstance(model, ServedJudge):
-        return [_images_input()]
-    latent = Tensor(
-        "latent", "FP32", [-1, model.latent_dim], f"N latent codes, each value finite within ±{LATENT_LIMIT:g}: "
-        "gives the output images (send it instead of images)",
-    )  # fmt: skip
-    return [_images_input(), latent]
-
-
-DECODED = ("images",)  # the outputs of the `latent` input
-RECONSTRUCTED = frozenset({"reconstruction", "mse", "bce", "kl", "elbo"})  # need /v1's reconstruct, not encode
-
-
 def _served(service: Service, request: Request, name: str, version: str | None) -> ServedModel | ServedJudge:
     """The model (or the judge) named in the path, at the version named (if any); 404 naming what is served."""
     registry = service.registry
@@ -249,16 +174,6 @@ async def server_metadata(request: Request) -> Response:
 # -- models -------------------------------------------------------------------------------------------------------
 
 
-def _model_metadata(model: ServedModel | ServedJudge) -> dict[str, Any]:
-    return {
-        "name": model.name,
-        "versions": [model.version],
-        "platform": PLATFORM,
-        "inputs": [t.metadata() for t in _inputs(model)],
-        "outputs": [t.metadata() for t in _outputs(model).values()],
-    }
-
-
 @v2.get(
     "/models/{name}",
     summary="Model metadata: its inputs and outputs (Open Inference Protocol)",
@@ -268,7 +183,7 @@ def _model_metadata(model: ServedModel | ServedJudge) -> dict[str, Any]:
     responses=_MODEL_ERRORS,
 )
 async def model_metadata(request: Request, name: str) -> Response:
-    return json_response(_model_metadata(_served(running_service(request), request, name, None)))
+    return json_response(model_metadata_of(_served(running_service(request), request, name, None)))
 
 
 @v2.get(
@@ -279,7 +194,7 @@ async def model_metadata(request: Request, name: str) -> Response:
     responses=_MODEL_ERRORS,
 )
 async def model_version_metadata(request: Request, name: str, version: str) -> Response:
-    return json_response(_model_metadata(_served(running_service(request), request, name, version)))
+    return json_response(model_metadata_of(_served(running_service(request), request, name, version)))
 
 
 @v2.get(
@@ -353,7 +268,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
 
 def _one_input(parsed: InferRequest, model: ServedModel | ServedJudge) -> InputTensor:
     """The request's one input, checked against what the model takes: its name, shape, datatype and values."""
-    names = [t.name for t in _inputs(model)]
+    names = [t.name for t in inputs_of(model)]
     takes = " or ".join(names)
     if len(parsed.inputs) != 1 or parsed.inputs[0].name not in names:
         given = ", ".join(clip(t.name, 64) for t in parsed.inputs)
@@ -385,7 +300,7 @@ def _one_input(parsed: InferRequest, model: ServedModel | ServedJudge) -> InputT
 
 def _wanted_outputs(parsed: InferRequest, model: ServedModel | ServedJudge, input_name: str) -> list[str]:
     """The outputs to compute and send: those asked for, else all that the input gives. 422 for any other."""
-    outputs = _outputs(model)
+    outputs = outputs_of(model)
     if input_name == "latent":
         given = list(DECODED)
     else:

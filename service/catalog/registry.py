@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import DEFAULT_BOUNDS, CheckpointBounds, CheckpointError, load_checkpoint
+from models.checkpoint import CheckpointError, load_checkpoint
+from models.checkpoint_bounds import DEFAULT_BOUNDS, CheckpointBounds
 from models.device import resolve_device
 from models.networks import AUTOENCODER_KINDS, AutoEncoderNetwork, autoencoder
 

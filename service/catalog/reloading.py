@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import DEFAULT_BOUNDS, CheckpointBounds, CheckpointError, read_card
+from models.checkpoint import CheckpointError, read_card
+from models.checkpoint_bounds import DEFAULT_BOUNDS, CheckpointBounds
 from service.catalog.registry import (
     Registry,
     ServedJudge,

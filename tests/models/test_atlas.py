@@ -16,11 +16,11 @@ from models.checkpoint import (
     DEFAULT_CHECKPOINTS_DIR,
     WEIGHTS_FILE,
     CheckpointError,
-    add_files,
     load_checkpoint,
     read_card,
     sha256_of,
 )
+from models.checkpoint_edits import add_files
 from tests.support import build_checkpoints
 
 ATLAS_PER_DIGIT = 200  # training.atlas's: what the committed checkpoints carry

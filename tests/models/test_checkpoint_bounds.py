@@ -10,17 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models.checkpoint import (
-    CARD_FILE,
-    DEFAULT_BOUNDS,
-    MAX_LATENT_DIM,
-    WEIGHTS_FILE,
-    CheckpointBounds,
-    CheckpointError,
-    check_card_bounds,
-    load_checkpoint,
-    read_card,
-)
+from models.checkpoint import CARD_FILE, WEIGHTS_FILE, CheckpointError, check_card_bounds, load_checkpoint, read_card
+from models.checkpoint_bounds import DEFAULT_BOUNDS, MAX_LATENT_DIM, CheckpointBounds
 from models.networks import Architecture, build_model
 from tests.support import build_checkpoints
 

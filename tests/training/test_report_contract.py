@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, JUDGE_NAME, atomic_write_json
+from models.checkpoint import DEFAULT_CHECKPOINTS_DIR, JUDGE_NAME
 from models.networks import AUTOENCODER_KINDS
+from models.storage import atomic_write_json
 from tests.support import REPO_ROOT
 from training import experiments as ex
 from training.findings import SAMPLES_PER_DIGIT, EvaluationSet, Findings, load_models

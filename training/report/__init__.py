@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from models.checkpoint import atomic_write_json
+from models.storage import atomic_write_json
 from training.findings import Findings, ReportError, measure
 from training.metrics import MetricsFile
 from training.report import centroids, closing, generation, header, latent_maps, recognition, reconstruction
