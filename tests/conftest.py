@@ -9,6 +9,7 @@ Layout: tests/ mirrors the code. Put a new test file in the folder of the code i
                              middleware/, runtime/ (and the top: settings, app, startup). In-process where no
                              socket or signal is needed (TestClient); a real `python -m service` (the `server`
                              fixture, `start_server`) for bounds, signals, draining, reloads, the balancer, the browser
+    tests/clients/           clients/: the Python package, and clients generated from /openapi.json, on a real server
     tests/delivery/          how digitae is shipped: Dockerfile, compose, install script, Makefile, CI, lint
     tests/support/           helpers, never tests: `from tests.support import build_checkpoints, ServerProcess,
                              png_bytes, b64, decode_png, example_digit, assert_error, ...` (the package's
