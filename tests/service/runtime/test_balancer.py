@@ -264,11 +264,11 @@ def test_rolling_restart_and_model_update_behind_haproxy_lose_no_request(tmp_pat
 
 # -- the balancer's client bounds and the forwarded client address ---------------------------------------------------
 
-# An app served by the service's own server (service/runtime/server.py's `serve`, as `python -m service` runs it)
+# An app served by the service's own server (service/runtime/process.py's `serve`, as `python -m service` runs it)
 # that answers every request with the client address it sees in the ASGI scope: what the access log records.
 ECHO_CLIENT_SERVER = """
 import sys
-from service.runtime.server import serve
+from service.runtime.process import serve
 from benchmarks import memory_ceiling
 from service.settings import Settings
 
