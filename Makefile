@@ -25,6 +25,12 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 KSERVE_VERSION := 0.21.0
 KSERVE := $(VENV)/kserve/bin/python
 INSTALL_INPUTS := pyproject.toml constraints.txt scripts/install.sh
+# Clients nobody here wrote, run against a real server by tests/clients/test_generated_clients.py: the OpenAPI
+# validator and openapi-python-client in a venv of their own (their pins are theirs), and openapi-typescript,
+# openapi-fetch and tsc from npm at the versions of clients/typescript/package-lock.json.
+OPENAPI_TOOLS_VERSIONS := openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
+OPENAPI_TOOLS := $(VENV)/openapi-tools/bin/openapi-python-client
+NODE_TOOLS := clients/typescript/node_modules/.package-lock.json
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint bench soak train report docker container-test lock
@@ -44,7 +50,7 @@ $(DEV_STAMP): $(INSTALL_INPUTS)
 run: $(RUN_STAMP)  ## serve the committed checkpoints on 127.0.0.1:8000 (settings: DIGITAE_* variables)
 	$(BIN)/python -m service
 
-test: lint $(CHECKOV) $(KSERVE)  ## lint, then the test suite (without the long soak), with its coverage of the product
+test: lint $(CHECKOV) $(KSERVE) $(OPENAPI_TOOLS) $(NODE_TOOLS)  ## lint, then the test suite (without the long soak), with its coverage of the product
 	$(BIN)/python -m pytest --cov --cov-report=term
 
 # The same four checks run before each commit once `$(BIN)/pre-commit install` is done (.pre-commit-config.yaml).
@@ -88,3 +94,11 @@ $(CHECKOV):
 $(KSERVE):
 	$(if $(PYTHON),$(PYTHON),python3) -m venv $(VENV)/kserve
 	$(VENV)/kserve/bin/pip install --quiet --disable-pip-version-check kserve==$(KSERVE_VERSION)
+
+$(OPENAPI_TOOLS):
+	$(if $(PYTHON),$(PYTHON),python3) -m venv $(VENV)/openapi-tools
+	$(VENV)/openapi-tools/bin/pip install --quiet --disable-pip-version-check $(OPENAPI_TOOLS_VERSIONS)
+
+# npm ci: exactly the lock's versions (Node 20 and npm: Debian's nodejs and npm packages, or nodejs.org's).
+$(NODE_TOOLS): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
