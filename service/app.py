@@ -26,7 +26,7 @@ from service.api.declarations import FIELDS_BY_PATH
 from service.api.deps import Service
 from service.api.errors import install_error_handlers
 from service.api.explorer import install_explorer
-from service.api.openapi import add_request_schemas, document_deployment, document_fields
+from service.api.openapi import add_request_schemas, document_contract, document_deployment, document_fields
 from service.api.operations import ops
 from service.api.security import require_admin_key, require_api_key
 from service.catalog.registry import Registry, StartupError, load_registry
@@ -75,8 +75,14 @@ TAGS = [
     {"name": "generation", "description": "New images from the latent space."},
     {"name": "operations", "description": "Liveness, readiness and metrics (never need a key)."},
     {"name": v2.TAG, "description": "The Open Inference Protocol (KServe V2, Triton's binary tensors): /v2."},
-    {"name": "admin", "description": "Operator actions, with the admin key (absent unless DIGITAE_ADMIN_KEY is set)."},
+    {"name": "admin", "description": "Operator actions, with the admin key (404 unless DIGITAE_ADMIN_KEY is set)."},
 ]
+
+
+# What a browser client reads beside the model and trace headers: a .npy answer's layout, when to retry, how to
+# authenticate.
+ARRAY_HEADERS = ("X-Array-Field", "X-Array-Columns")
+CLIENT_HEADERS = ("Retry-After", "WWW-Authenticate")
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -150,8 +156,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(ops)
     app.include_router(v2.health)
     install_explorer(app)
-    if settings.admin_key:  # no key, no admin routes at all (404)
-        app.include_router(admin, dependencies=[Depends(require_admin_key)])
+    # declared whatever the settings (one OpenAPI contract); without an admin key they answer 404
+    app.include_router(admin, dependencies=[Depends(require_admin_key)])
 
     # outermost last: request context (id, log, metrics, last-resort 500) > CORS > in-flight count > body cap > app
     app.add_middleware(
@@ -164,7 +170,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID", *TRACE_HEADERS],
-            expose_headers=["X-Request-ID", *MODEL_HEADERS, *TRACE_HEADERS],
+            expose_headers=["X-Request-ID", *MODEL_HEADERS, *ARRAY_HEADERS, *TRACE_HEADERS, *CLIENT_HEADERS],
         )
     app.add_middleware(RequestContextMiddleware)
     app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]
@@ -172,8 +178,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
 
 def openapi_schema(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, plus the request bodies the routes read themselves, this deployment's caps and
-    (once loaded) its model names. Kept once the models are loaded."""
+    """FastAPI's schema, plus the request bodies the routes read themselves, this deployment's caps, and what
+    makes it one contract whatever the settings (security, operationIds). Built once."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     schema = get_openapi(
@@ -181,10 +187,9 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     )
     add_request_schemas(schema)
     document_fields(schema, FIELDS_BY_PATH)
-    service = app.state.service
-    document_deployment(schema, app.state.settings, list(service.registry.models) if service is not None else None)
-    if service is not None:
-        app.openapi_schema = schema
+    document_deployment(schema, app.state.settings)
+    document_contract(schema)
+    app.openapi_schema = schema
     return schema
 
 

@@ -27,7 +27,7 @@ admin = APIRouter(prefix="/admin", tags=["admin"])  # create_app mounts it, with
     "loaded serves on. Needs `Authorization: Bearer <DIGITAE_ADMIN_KEY>`; without that setting this route does "
     "not exist.",
     response_model=ReloadResult,
-    responses=error_responses(401, 503),
+    responses=error_responses(401, 404, 503),
 )
 async def reload_models(service: ServiceDep) -> Response:
     report = await service.reloader.reload("admin")

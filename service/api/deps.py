@@ -180,8 +180,12 @@ def query_upscale(request: Request) -> int:
 
 
 def query_fields(request: Request) -> str | None:
-    fields = request.query_params.get("fields")
-    if fields is not None and len(fields) > FIELDS_MAX_LENGTH:
+    """`fields=a,b`, or `fields=a&fields=b` (how generated clients send a list), as one comma-separated text."""
+    values = request.query_params.getlist("fields")
+    if not values:
+        return None
+    fields = values[0] if len(values) == 1 else ",".join(values)
+    if len(fields) > FIELDS_MAX_LENGTH:
         raise _parameter_error("query", "fields", f"at most {FIELDS_MAX_LENGTH} characters")
     return fields
 

@@ -11,6 +11,7 @@ from service.api.deps import (
     Fields,
     JsonModelCall,
     JsonServiceDep,
+    query_fields,
     served_judge,
 )
 from service.api.errors import error_responses
@@ -95,6 +96,8 @@ async def model_atlas(call: JsonModelCall) -> Response:
 )
 async def classify(request: Request, service: JsonServiceDep, fields: Fields = None) -> Response:
     judge = served_judge(service)
+    request.scope["state"]["model"] = judge  # X-Model-Name and X-Model-Version: the judge's, as other models'
+    fields = query_fields(request)  # also `fields=a&fields=b`, as generated clients send a list
     want = selected_fields(fields, CLASSIFY_FIELDS) if fields is not None else frozenset(CLASSIFY_FIELDS)
     context = {"settings": service.settings}
     body, sources = await read_image_request(request, ClassifyRequest, context)

@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from service.api.deps import NAME_EXAMPLES
 from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
+from service.catalog.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 from service.codec.arrays import NPY
 from service.codec.schemas import (
     ClassifyRequest,
@@ -82,15 +84,24 @@ INTERPOLATE_EXAMPLES = _examples(
 
 
 RAW_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+# A media type object has no `description` (OpenAPI 3.1): it lives in the schema.
 NPY_IMAGES = {
-    "schema": {"type": "string", "format": "binary"},
-    "description": "a .npy file (numpy.save) of N x 28 x 28 images, uint8 (0-255) or float32 (0-1), already laid out "
-    "like MNIST (used as given, like `pixels`); N up to max_bulk. Answered in chunks, streamed: JSON `results`, or "
-    "with `Accept: application/x-npy` one array (see `fields`).",
+    "schema": {
+        "type": "string",
+        "format": "binary",
+        "contentMediaType": NPY,
+        "description": "a .npy file (numpy.save) of N x 28 x 28 images, uint8 (0-255) or float32 (0-1), already laid "
+        "out like MNIST (used as given, like `pixels`); N up to max_bulk. Answered in chunks, streamed: JSON "
+        "`results`, or with `Accept: application/x-npy` one array (see `fields`).",
+    }
 }
 NPY_LATENTS = {
-    "schema": {"type": "string", "format": "binary"},
-    "description": "a .npy file of N x latent_dim float32 latents; N up to max_bulk. Answered in chunks, streamed.",
+    "schema": {
+        "type": "string",
+        "format": "binary",
+        "contentMediaType": NPY,
+        "description": "a .npy file of N x latent_dim float32 latents; N up to max_bulk. Answered in chunks, streamed.",
+    }
 }
 
 
@@ -111,6 +122,7 @@ def request_body(
         properties: dict[str, Any] = {
             "file": {
                 "type": "string",
+                "format": "binary",  # what generated clients need to send a file, not text
                 "contentMediaType": "application/octet-stream",
                 "description": "the image file: PNG, JPEG, BMP, GIF or WebP, any size and mode",
             },
@@ -135,9 +147,16 @@ def document_fields(openapi: dict[str, Any], fields_by_path: dict[str, tuple[str
     for path, valid in fields_by_path.items():
         for operation in openapi["paths"].get(path, {}).values():
             for parameter in operation.get("parameters", []):
-                if parameter["name"] == "fields":
+                if parameter["name"] == "fields":  # a list of named values, sent as today's `?fields=a,b`
                     parameter["description"] += f" This answer's fields: {', '.join(valid)}."
-                    parameter["example"] = ",".join(valid[:2])
+                    parameter["schema"] = {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(valid)},
+                        "minItems": 1,
+                        "uniqueItems": True,
+                    }
+                    parameter["style"], parameter["explode"] = "form", False
+                    parameter["example"] = list(valid[:2])
             json_answer = operation["responses"]["200"]["content"]["application/json"]
             answer = json_answer["schema"]
             branches = answer.pop("anyOf", None) or [dict(answer)]
@@ -176,9 +195,9 @@ def add_request_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
     return openapi
 
 
-def document_deployment(openapi: dict[str, Any], settings: Settings, model_names: list[str] | None) -> None:
-    """Write this deployment's caps (and, once loaded, its model names) into the schema, so what it documents
-    is exactly what it accepts."""
+def document_deployment(openapi: dict[str, Any], settings: Settings) -> None:
+    """Write this deployment's caps into the schema, so what it documents is exactly what it accepts. The model
+    names are not: a client generated today names a model added tomorrow (`name` is a string with its pattern)."""
     schemas = openapi["components"]["schemas"]
     schemas["SampleRequest"]["properties"]["n"]["maximum"] = settings.max_samples
     schemas["SampleRequest"]["properties"]["sigma"]["maximum"] = settings.max_sigma
@@ -197,8 +216,78 @@ def document_deployment(openapi: dict[str, Any], settings: Settings, model_names
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "upscale":
                     parameter["schema"]["maximum"] = settings.max_upscale
-                if parameter["name"] == "name" and parameter["in"] == "path" and model_names:
-                    parameter["schema"]["enum"] = model_names
+
+
+# -- one contract whatever the settings ---------------------------------------------------------------
+
+# Short and stable: what generated clients name their functions after (FastAPI's default names the path).
+OPERATION_IDS = {
+    ("get", "/healthz"): "getHealth",
+    ("get", "/readyz"): "getReadiness",
+    ("get", "/metrics"): "getMetrics",
+    ("get", "/v1/models"): "listModels",
+    ("get", "/v1/models/{name}"): "getModel",
+    ("get", "/v1/models/{name}/atlas"): "getAtlas",
+    ("post", "/v1/models/{name}/encode"): "encode",
+    ("post", "/v1/models/{name}/reconstruct"): "reconstruct",
+    ("post", "/v1/models/{name}/decode"): "decode",
+    ("post", "/v1/models/{name}/sample"): "sample",
+    ("post", "/v1/models/{name}/interpolate"): "interpolate",
+    ("post", "/v1/classify"): "classify",
+    ("post", "/admin/reload"): "reloadModels",
+    ("get", "/v2"): "getServerMetadata",
+    ("get", "/v2/health/live"): "getServerLive",
+    ("get", "/v2/health/ready"): "getServerReady",
+    ("get", "/v2/models/{name}"): "getModelMetadata",
+    ("get", "/v2/models/{name}/versions/{version}"): "getModelVersionMetadata",
+    ("get", "/v2/models/{name}/ready"): "getModelReady",
+    ("get", "/v2/models/{name}/versions/{version}/ready"): "getModelVersionReady",
+    ("post", "/v2/models/{name}/infer"): "infer",
+    ("post", "/v2/models/{name}/versions/{version}/infer"): "inferVersion",
+}
+BEARER = "HTTPBearer"  # FastAPI's name for service/api/security.py's scheme
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "/v1 and /v2 take one of DIGITAE_API_KEYS when the service has keys (else no key is needed); "
+    "/admin takes DIGITAE_ADMIN_KEY. The probes (/healthz, /readyz, /metrics, /v2/health/*) never take a key.",
+}
+Security = list[dict[str, list[str]]]
+KEY_WHEN_CONFIGURED: Security = [{BEARER: []}, {}]  # a key, or none when the service has no keys
+ADMIN_KEY: Security = [{BEARER: []}]
+NO_KEY: Security = []
+
+
+def security_of(path: str) -> Security:
+    """Whether an operation takes a key, from its path alone: the same document whatever the settings."""
+    if path.startswith("/admin/"):
+        return ADMIN_KEY
+    if path.startswith("/v2/health/") or not path.startswith(("/v1", "/v2")):
+        return NO_KEY
+    return KEY_WHEN_CONFIGURED
+
+
+def document_contract(openapi: dict[str, Any]) -> None:
+    """Make the document the same whatever the settings, and usable by client generators: the bearer scheme
+    always declared and each operation's security, short operationIds, and no `default: null` (which
+    generators read as "always present", making optional request fields required)."""
+    openapi["components"].setdefault("securitySchemes", {})[BEARER] = BEARER_SCHEME
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            operation["operationId"] = OPERATION_IDS.get((method, path), operation["operationId"])
+            operation["security"] = security_of(path)
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] == "name":  # /v2's too: a pattern, not any text
+                    parameter["schema"] = {
+                        "type": "string",
+                        "pattern": MODEL_NAME_PATTERN,
+                        "maxLength": MODEL_NAME_MAX_LENGTH,
+                    }
+                    parameter.setdefault("examples", NAME_EXAMPLES)
+    for schema in openapi["components"]["schemas"].values():
+        for field in schema.get("properties", {}).values():
+            if "default" in field and field["default"] is None:
+                del field["default"]
 
 
 # -- response examples -------------------------------------------------------------------------------
@@ -243,9 +332,9 @@ def ok_response(example: Any, *, png: str | None = None, npy: str | None = None)
     content: dict[str, Any] = {"application/json": {"example": example}}
     description = "The result as JSON; images are base64 PNG strings. `fields` trims it to the fields named."
     if png is not None:
-        content["image/png"] = {"schema": {"type": "string", "contentMediaType": "image/png"}}
+        content["image/png"] = {"schema": {"type": "string", "format": "binary", "contentMediaType": "image/png"}}
         description += f" With `Accept: image/png`: {png}"
     if npy is not None:
-        content[NPY] = {"schema": {"type": "string", "format": "binary"}}
+        content[NPY] = {"schema": {"type": "string", "format": "binary", "contentMediaType": NPY}}
         description += f" With `Accept: application/x-npy`: {npy}"
     return {200: {"description": description, "content": content}}

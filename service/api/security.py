@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.codec.errors import ApiError
 
@@ -47,8 +48,11 @@ async def require_api_key(
 async def require_admin_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> None:
-    """The admin routes exist only with DIGITAE_ADMIN_KEY set; they take that key, not an API key."""
+    """The admin routes answer only with DIGITAE_ADMIN_KEY set (else the 404 of an unknown route, though the
+    OpenAPI document always declares them: one contract whatever the settings); they take that key, not an API key."""
     key: bytes = request.app.state.admin_key
+    if not key:
+        raise StarletteHTTPException(404)
     if credentials is None:
         raise ApiError(401, "missing admin key: send 'Authorization: Bearer <DIGITAE_ADMIN_KEY>'", headers=CHALLENGE)
     if not key_matches(credentials.credentials, [key]):

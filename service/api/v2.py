@@ -70,10 +70,13 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 _MODEL_ERRORS = _errors(401, 404, 503)
 _INFER_ERRORS = _errors(401, 404, 413, 422, 503)
-_BINARY_BODY = {
-    "schema": {"type": "string", "format": "binary"},
-    "description": "Triton's binary tensor data extension: the JSON header (InferenceRequest), its length in the "
-    "Inference-Header-Content-Length header, then each binary input's `binary_data_size` bytes, little-endian.",
+_BINARY_BODY = {  # the description in the schema: a media type object has none (OpenAPI 3.1)
+    "schema": {
+        "type": "string",
+        "format": "binary",
+        "description": "Triton's binary tensor data extension: the JSON header (InferenceRequest), its length in the "
+        "Inference-Header-Content-Length header, then each binary input's `binary_data_size` bytes, little-endian.",
+    }
 }
 _INFER_DOCS: dict[str, Any] = {
     "response_model": InferenceResponse,

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from models.checkpoint import (
     ATLAS_FILE,
+    JUDGE_NAME,
     load_checkpoint,
 )
 from service.api.explorer import STATIC_DIR
@@ -53,8 +54,12 @@ def test_classify_one_image_as_json_or_upload(client: TestClient) -> None:
     assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1, abs=1e-5)
     assert body["digit"] == int(np.argmax(body["probabilities"]))
     assert body["confidence"] == pytest.approx(max(body["probabilities"]))
+    assert answer.headers["x-model-name"] == JUDGE_NAME, "the judge names itself, as the other models do"
+    assert answer.headers["x-model-version"], "and its version"
     upload = client.post("/v1/classify", files={"file": ("two.png", png_bytes(example_digit()))})
     assert upload.json() == body
+    listed = client.post("/v1/classify?fields=digit&fields=confidence", json={"image": DIGIT})
+    assert set(listed.json()) == {"digit", "confidence"}, "a list sent as generated clients do: fields=a&fields=b"
     pixels = client.post("/v1/classify", json={"pixels": example_digit().tolist(), "scale": "0-255"})
     assert pixels.json()["digit"] == body["digit"]
 

@@ -269,12 +269,17 @@ def test_versions_headers_sighup_and_the_admin_reload(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_without_an_admin_key_there_is_no_admin_route(tmp_path: Path) -> None:
+def test_without_an_admin_key_the_admin_route_answers_404_but_stays_declared(tmp_path: Path) -> None:
+    """One OpenAPI document whatever the settings: the route is declared (admin, needing the key), and is not there."""
     models = build_checkpoints(tmp_path / "models", judge=False)
     server = ServerProcess(models, tmp_path / "server.log").start()
     try:
-        assert httpx.post(f"{server.url}/admin/reload").status_code == 404
-        assert "/admin/reload" not in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+        for headers in ({}, {"Authorization": f"Bearer {ADMIN_KEY}"}):
+            missing = httpx.post(f"{server.url}/admin/reload", headers=headers)
+            assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found", missing.text
+        declared = httpx.get(f"{server.url}/openapi.json").json()["paths"]["/admin/reload"]["post"]
+        assert declared["tags"] == ["admin"] and declared["security"] == [{"HTTPBearer": []}]
+        assert "404" in declared["responses"]
     finally:
         server.stop()
 
