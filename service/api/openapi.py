@@ -152,8 +152,7 @@ def document_fields(openapi: dict[str, Any], fields_by_path: dict[str, tuple[str
                     parameter["schema"] = {
                         "type": "array",
                         "items": {"type": "string", "enum": list(valid)},
-                        "minItems": 1,
-                        "uniqueItems": True,
+                        "minItems": 1,  # a field named twice is sent once: no uniqueItems to refuse it
                     }
                     parameter["style"], parameter["explode"] = "form", False
                     parameter["example"] = list(valid[:2])
