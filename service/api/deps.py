@@ -25,7 +25,7 @@ from service.catalog.registry import (
 )
 from service.catalog.reloading import Reloader
 from service.codec.arrays import NPY, BulkSlots
-from service.codec.errors import ApiError
+from service.codec.errors import SHUTTING_DOWN, ApiError
 from service.codec.inputs import DecodePool
 from service.codec.render import BASE64_IMAGE_OUTPUT, JSON, ImageOutput, choose_image_output, require_json_accepted
 from service.engine.inference import InferenceEngine
@@ -89,7 +89,9 @@ def served_judge(service: Service) -> ServedJudge:
 def running_service(request: Request) -> Service:
     service: Service | None = request.app.state.service
     if service is None:
-        raise ApiError(503, "the models are not loaded yet (or the service is stopping); retry shortly")
+        if request.app.state.drain.draining:
+            raise ApiError(503, "the service is shutting down; send requests to another replica", code=SHUTTING_DOWN)
+        raise ApiError(503, "the models are not loaded yet (or the service has stopped); retry shortly")
     return service
 
 

@@ -60,26 +60,30 @@ def install_error_handlers(app: FastAPI) -> None:
 
 # -- OpenAPI ----------------------------------------------------------------------------------------
 
-_DESCRIPTIONS = {
+ERROR_DESCRIPTIONS = {
     401: "Missing or wrong API key (`Authorization: Bearer <key>`), when keys are configured.",
     404: "Unknown model (the message lists the known ones) or route.",
     405: "Method not allowed on this route.",
+    408: "The headers or the body came in too slowly (the server closes the connection).",
     406: "The Accept header asks for a type this route cannot produce.",
     413: "The body, the image file or the image's pixel count is over its cap.",
     415: "Wrong Content-Type, or the upload is not a decodable PNG, JPEG, BMP, GIF or WebP image.",
     422: "The request is well-formed but invalid (field, range, length, NaN, extra field, empty body...).",
+    431: "The request's headers are over the server's cap (the server closes the connection).",
     500: "Unexpected server error; nothing is leaked, quote the request id.",
-    503: "The models are not loaded (yet): `not_ready`; or every bulk slot is taken (a `.npy` request): `busy`, with "
-    "Retry-After.",
+    503: "The models are not loaded (yet): `not_ready`; the worker is stopping (after SIGTERM): `shutting_down`, go "
+    "to another replica; or every bulk slot is taken (a `.npy` request): `busy`, retry after Retry-After.",
 }
 _EXAMPLE_MESSAGES = {
     401: "missing API key: send 'Authorization: Bearer <key>'",
     404: "unknown model 'ae-7'; known models: ae-2, ae-6, vae-2",
     405: "DELETE is not allowed on /v1/models; use GET",
+    408: "the request body did not arrive in time",
     406: "this route answers application/json only; the Accept header asked for image/png",
     413: "the image is 6,291,456 bytes; the limit is 5,242,880 bytes",
     415: "the data is a PDF document, which is not supported; send a PNG, JPEG, BMP, GIF or WebP image",
     422: "latent: expected 6 numbers (the model's latent_dim), got 5",
+    431: "the request headers are too large",
     500: "internal error; quote the request id when reporting it",
     503: "the models are not loaded yet",
 }
@@ -90,7 +94,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "model": ErrorResponse,
-            "description": _DESCRIPTIONS[status],
+            "description": ERROR_DESCRIPTIONS[status],
             "content": {
                 "application/json": {
                     "example": {

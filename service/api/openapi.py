@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.api.deps import NAME_EXAMPLES
+from service.api.errors import ERROR_DESCRIPTIONS
 from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
 from service.catalog.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 from service.codec.arrays import NPY
@@ -266,6 +267,44 @@ def security_of(path: str) -> Security:
     return KEY_WHEN_CONFIGURED
 
 
+# Answered for any operation by the server or the middleware, before (or around) the route.
+ANSWERED_ANYWHERE = (405, 408, 431, 500)
+_HEADER = {"schema": {"type": "string"}}
+REQUEST_ID = {**_HEADER, "required": True, "description": "the request's id (the client's X-Request-ID, or a new one)"}
+MODEL_HEADERS = {
+    "X-Model-Name": {**_HEADER, "required": True, "description": "the model that answered"},
+    "X-Model-Version": {**_HEADER, "required": True, "description": "its version (a checkpoint's content hash)"},
+}
+ARRAY_HEADERS = {
+    "X-Array-Field": {**_HEADER, "description": "with an application/x-npy answer: the field the array holds"},
+    "X-Array-Columns": {**_HEADER, "description": "with a `loss` array: its columns, comma-separated"},
+}
+RETRY_AFTER = {"Retry-After": {**_HEADER, "description": "with `busy`: the seconds to wait before retrying"}}
+ANSWERED_BY_A_MODEL = ("/v1/classify", "/v1/models/{name}/")  # the inference and generation routes
+
+
+def _document_answers(path: str, operation: dict[str, Any]) -> None:
+    """Every status the service may answer, and the headers each answer carries."""
+    responses = operation["responses"]
+    for status in ANSWERED_ANYWHERE:
+        responses.setdefault(
+            str(status),
+            {
+                "description": ERROR_DESCRIPTIONS[status],
+                "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}},
+            },
+        )
+    for status, response in responses.items():
+        headers = response.setdefault("headers", {})
+        headers["X-Request-ID"] = REQUEST_ID if status not in ("408", "431") else {**REQUEST_ID, "required": False}
+        if status == "503":
+            headers.update(RETRY_AFTER)
+        if status == "200" and path.startswith(ANSWERED_BY_A_MODEL) and path != "/v1/models/{name}/atlas":
+            headers.update(MODEL_HEADERS)
+            if NPY in response.get("content", {}):
+                headers.update(ARRAY_HEADERS)
+
+
 def document_contract(openapi: dict[str, Any]) -> None:
     """Make the document the same whatever the settings, and usable by client generators: the bearer scheme
     always declared and each operation's security, short operationIds, and no `default: null` (which
@@ -275,6 +314,7 @@ def document_contract(openapi: dict[str, Any]) -> None:
         for method, operation in operations.items():
             operation["operationId"] = OPERATION_IDS.get((method, path), operation["operationId"])
             operation["security"] = security_of(path)
+            _document_answers(path, operation)
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path" and parameter["name"] == "name":  # /v2's too: a pattern, not any text
                     parameter["schema"] = {

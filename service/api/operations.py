@@ -12,7 +12,7 @@ from service.api.errors import error_responses
 from service.api.security import has_admin_key
 from service.catalog.registry import public_problems
 from service.codec.answers import Health, Readiness
-from service.codec.errors import ApiError
+from service.codec.errors import SHUTTING_DOWN, ApiError
 from service.codec.render import (
     json_response,
 )
@@ -38,7 +38,11 @@ async def healthz() -> Response:
 )
 async def readyz(request: Request, service: ServiceDep) -> Response:
     if request.app.state.drain.draining:
-        raise ApiError(503, "the service is stopping (draining after SIGTERM); send requests to another replica")
+        raise ApiError(
+            503,
+            "the service is stopping (draining after SIGTERM); send requests to another replica",
+            code=SHUTTING_DOWN,
+        )
     registry = service.registry
     admin = await has_admin_key(request)
     return json_response(

@@ -49,6 +49,8 @@ CODES = {
 # A 503 for another reason than readiness, given with `ApiError(503, ..., code=BUSY)`: the service is up but this
 # kind of work is at its limit right now (see Retry-After).
 BUSY = "busy"
+# The 503 of a worker that is stopping (after SIGTERM): the client should go to another replica, not wait here.
+SHUTTING_DOWN = "shutting_down"
 
 
 class ErrorBody(BaseModel):

@@ -130,6 +130,15 @@ def test_operations_are_named_keyed_and_typed_for_generators(spec: dict[str, Any
             if parameter["name"] == "name":
                 assert parameter["schema"]["pattern"] == MODEL_NAME_PATTERN and "enum" not in parameter["schema"]
                 assert parameter.get("examples") or parameter.get("example"), f"{method} {path}: no name examples"
+        assert {"405", "408", "431", "500"} <= set(operation["responses"]), f"{method} {path}: undeclared statuses"
+        for status, response in operation["responses"].items():
+            assert "X-Request-ID" in response["headers"], f"{method} {path} {status}"
+    for path in ("/v1/classify", "/v1/models/{name}/encode", "/v1/models/{name}/sample"):
+        answers = spec["paths"][path]["post"]["responses"]
+        assert {"X-Model-Name", "X-Model-Version"} <= set(answers["200"]["headers"]), path
+        assert "Retry-After" in answers["503"]["headers"], path
+    npy_answer = spec["paths"]["/v1/models/{name}/reconstruct"]["post"]["responses"]["200"]["headers"]
+    assert {"X-Array-Field", "X-Array-Columns"} <= set(npy_answer)
     assert spec["paths"]["/admin/reload"]["post"]["tags"] == ["admin"]
     assert null_defaults(spec) == [], "a `default: null` makes generated clients send (or require) the field"
 

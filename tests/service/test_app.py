@@ -4,6 +4,7 @@ document and its /docs examples."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def test_not_ready_until_the_lifespan_has_loaded_the_models(models_dir: Path) ->
     with TestClient(app) as running:
         assert running.get("/readyz").status_code == 200
     assert before.get("/readyz").status_code == 503  # stopped again
+    app.state.drain.started_at = time.monotonic()  # as SIGTERM leaves it: draining, then stopped
+    for path in ("/readyz", "/v1/models"):
+        stopping = before.get(path)
+        assert stopping.status_code == 503 and stopping.json()["error"]["code"] == "shutting_down", stopping.text
 
 
 def test_api_keys_guard_v1_and_nothing_else(models_dir: Path) -> None:

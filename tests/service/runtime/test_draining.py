@@ -35,8 +35,10 @@ def test_sigterm_drains_then_exits(tmp_path: Path) -> None:
             served_while_draining = 0
             closing = []
             while time.monotonic() - sent_at < DRAIN_S - 0.5:
-                if first_503 is None and kept.get("/readyz").status_code == 503:
+                ready = kept.get("/readyz")
+                if first_503 is None and ready.status_code == 503:
                     first_503 = time.monotonic() - sent_at
+                    assert ready.json()["error"]["code"] == "shutting_down", "its own code: not `not_ready`"
                 fresh = httpx.post(server.url + path, json=body, timeout=10)  # a new connection: still accepted
                 assert fresh.status_code == 200, fresh.text
                 answer = kept.post(path, json=body)
