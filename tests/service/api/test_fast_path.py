@@ -134,7 +134,8 @@ def test_the_inference_routes_check_their_own_parameters_and_document_them(clien
     assert ok(client.post("/v1/models/ae-2/decode?upscale=2&fields=image", json=latent))["image"]
     schema = client.get("/openapi.json").json()
     reconstruct = {p["name"]: p for p in schema["paths"]["/v1/models/{name}/reconstruct"]["post"]["parameters"]}
-    assert reconstruct["name"]["in"] == "path" and reconstruct["name"]["schema"]["enum"] == ["ae-2", "ae-6", "vae-2"]
+    assert reconstruct["name"]["in"] == "path" and "enum" not in reconstruct["name"]["schema"]  # any model's name
+    assert set(reconstruct["name"]["examples"]) >= {"ae-2", "ae-6"} and reconstruct["name"]["schema"]["pattern"]
     assert reconstruct["upscale"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 16, "default": 1}
     encode = [p["name"] for p in schema["paths"]["/v1/models/{name}/encode"]["post"]["parameters"]]
     assert encode == ["name", "fields"]
