@@ -932,7 +932,7 @@ async function selectModel(name) {
   empty.hidden = !!atlas;
   empty.textContent = atlas ? "" : `The map has no points: the ${name} checkpoint has no atlas (add one with 'python -m training atlas'). Centroids are still shown, and hovering still decodes.`;
   $("map-help").textContent = atlas
-    ? `${atlas.labels.length} real digits ${atlas.source.set === "test_data" ? "from the test set" : "held out from training"}, coloured by their true label; rings show each digit's spread. Hover or drag to decode any point, click to pin it as a path end (arrow keys move a cursor).`
+    ? `${atlas.labels.length} real digits ${atlas.source.set === "test_data" ? "from the test set" : "held out from training"}, coloured by their true label; rings show each digit's spread (the report's latent maps, section 5: tight, separate clusters mean the code keeps the digit's identity). Hover or drag to decode any point, click to pin it as a path end (arrow keys move a cursor).`
     : "Hover or drag to decode any point; click to pin it as a path end.";
   buildSliders(detail, atlas);
   $("dims").querySelector("h3").textContent = `One slider per latent dimension (${m.latent_dim})`;

@@ -697,6 +697,20 @@ def test_model_labels_show_beta_and_the_numbers_are_explained_on_the_page(page: 
     assert page.locator(".compare-col canvas[role=img]").count() == 2  # both models' maps, side by side
 
 
+def test_every_panel_says_on_the_page_what_it_shows(page: Page, server: ServerProcess):
+    """Each of the seven panels carries its own visible explanation (not a tooltip): what it shows, what to try."""
+    open_explorer(page, server.url)
+    page.get_by_role("button", name="example digit 4").click()
+    nearest_digit(page)
+    panels = page.locator("main section.card")
+    assert panels.count() == 7
+    for index in range(panels.count()):
+        panel = panels.nth(index)
+        title = panel.locator("h2").text_content()
+        texts = [t.strip() for t in panel.locator(".explain:visible").all_text_contents() if t.strip()]
+        assert texts and max(len(t) for t in texts) >= 60, f"panel {title!r} explains nothing on the page: {texts}"
+
+
 def test_the_legend_isolates_a_digit_and_the_map_exports_as_png(page: Page, server: ServerProcess):
     open_explorer(page, server.url, "?model=ae-2")
     button = page.get_by_role("button", name="show only digit 3 on the map")
