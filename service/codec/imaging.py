@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from models.networks import SIDE
+from service.codec.png_fast import decode_small_png
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 ACCEPTED_FORMATS_TEXT = "PNG, JPEG, BMP, GIF or WebP"
@@ -56,6 +57,8 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
         raise ImageInputError(413, f"the image is {len(data):,} bytes; the limit is {max_bytes:,} bytes")
     if not data:
         raise ImageInputError(415, f"the image is empty (0 bytes); send a {ACCEPTED_FORMATS_TEXT} file")
+    if (small := decode_small_png(data, max_pixels)) is not None:  # the common small PNG, read without Pillow's plugin
+        return small
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError:  # Pillow's own cap (2 x Image.MAX_IMAGE_PIXELS), if max_pixels is higher
@@ -91,9 +94,16 @@ def load_image(image: Image.Image) -> Image.Image:
         raise ImageInputError(
             415, f"the {image.format} image is truncated or damaged and cannot be decoded; send the complete file"
         ) from None
-    with contextlib.suppress(Exception):  # a malformed EXIF block: keep the pixels as stored
-        ImageOps.exif_transpose(image, in_place=True)  # in place keeps `image.format`
+    if _has_exif(image):  # most images have none, and looking for an orientation costs more than decoding a digit
+        with contextlib.suppress(Exception):  # a malformed EXIF block: keep the pixels as stored
+            ImageOps.exif_transpose(image, in_place=True)  # in place keeps `image.format`
     return image
+
+
+def _has_exif(image: Image.Image) -> bool:
+    """Whether the image carries an EXIF block where Pillow's `getexif` looks for one (JPEG and WebP: "exif";
+    PNG: an eXIf chunk or ImageMagick's "Raw profile type exif" text)."""
+    return bool(image.info.get("exif")) or "Raw profile type exif" in image.info
 
 
 _ARITHMETIC_SOF = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
