@@ -82,9 +82,16 @@ class BatchWriter(QueueListener):
 
     def handle(self, batch: list[Any]) -> None:  # type: ignore[override]
         target = self.target
-        records = [item.record() if isinstance(item, AccessLine) else item for item in batch]
+        formatter = target.formatter
+        access_text = formatter.access_text if isinstance(formatter, EscapingFormatter) else None
         lines = []
-        for record in records:
+        for item in batch:
+            if access_text is not None and isinstance(item, AccessLine):
+                text = access_text(item)  # the same line, without a LogRecord (a third of the cost)
+                if text is not None:
+                    lines.append(text + target.terminator)
+                    continue
+            record = item.record() if isinstance(item, AccessLine) else item
             try:
                 lines.append(target.format(record) + target.terminator)
             except Exception:
@@ -95,7 +102,8 @@ class BatchWriter(QueueListener):
                     target.stream.write("".join(lines))
                     target.flush()
             except Exception:
-                target.handleError(records[-1])
+                last = batch[-1]
+                target.handleError(last.record() if isinstance(last, AccessLine) else last)
 
     def stop(self) -> None:
         """QueueListener's stop, bounded by STOP_WAIT_S."""
@@ -168,6 +176,22 @@ class EscapingFormatter(PlainFormatter):
     def format(self, record: logging.LogRecord) -> str:
         return escape_control(super().format(record))
 
+    def access_text(self, line: AccessLine) -> str | None:
+        """An access line as `format` writes it with the service's format (TEXT_FORMAT), made straight from the
+        tuple: building a LogRecord and formatting it cost about 10 us a line in the writer thread, which holds the
+        interpreter lock the event loop needs. None for another format: the writer then makes a record."""
+        if self._fmt != TEXT_FORMAT or self.datefmt is not None:
+            return None
+        message = ACCESS_LINE % (line.method, line.path, line.status, line.duration_ms, line.request_id)
+        if line.trace_id:
+            message += f" trace_id={line.trace_id}"
+        msecs = int((line.created % 1) * 1000)
+        second = int(line.created)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime(self.default_time_format, self.converter(second))
+        return escape_control(f"{self._text},{msecs:03d} INFO digitae.access: {message}")
+
 
 def json_formatter() -> logging.Formatter:
     """DIGITAE_LOG_FORMAT=json: one JSON object per line (python-json-logger), with `timestamp`, `level`,
@@ -184,8 +208,9 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FORMATS = {
-    "text": {"()": EscapingFormatter, "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    "text": {"()": EscapingFormatter, "fmt": TEXT_FORMAT},
     "json": {"()": json_formatter},
 }
 
