@@ -3,11 +3,14 @@ DIGITAE_* variables (service/settings.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.config
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 
 from pydantic import ValidationError
 
@@ -40,8 +43,30 @@ def main() -> int:
     else:
         del registry
         os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())  # workers pass SIGHUP (POST /admin/reload) on to here
-        serve(settings, "service.app:create_app", logging_config(settings.log_level, settings.log_format), factory=True)
+        with _shared_metrics_dir():
+            serve(
+                settings,
+                "service.app:create_app",
+                logging_config(settings.log_level, settings.log_format),
+                factory=True,
+            )
     return 0
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """With several workers /metrics must add up all of them (prometheus_client's multiprocess mode, through files
+    in PROMETHEUS_MULTIPROC_DIR): when it is not set (workers=auto is the default), a fresh temporary folder serves,
+    removed at exit. The workers, started after this, read it from the environment."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="digitae-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address uvicorn binds")
     port: int = Field(8000, ge=0, le=65535, description="port uvicorn binds")
     workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
-        1,
+        "auto",
         description="uvicorn worker processes, each with its own copy of the models; auto = one per CPU core the "
-        "process may use (a container's CPU limit included)",
+        "process may use (a container's CPU limit included; one on a one-core machine)",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu")
     torch_threads: int = Field(

@@ -102,9 +102,43 @@ def request_metrics(method: str, template: str, status: int) -> tuple[Any, Any]:
     return found
 
 
+# Batch sizes per worker. In multiprocess mode the histogram above adds up every worker; these two gauges are
+# kept per process ("liveall": a `pid` label for each live worker, dropped when the supervisor replaces a dead one,
+# so the series stay bounded by the worker count). Mean items per forward pass in each worker over 5 minutes:
+#   increase(digitae_worker_microbatch_items[5m]) / increase(digitae_worker_microbatches[5m])
+# and summed over workers (by model, operation) they give the service's figure.
+WORKER_BATCH_ITEMS = Gauge(
+    "digitae_worker_microbatch_items",
+    "Items computed in forward passes by this worker since it started, by model and operation (pid: the worker)",
+    ["model", "operation"],
+    multiprocess_mode="liveall",
+)
+WORKER_BATCHES = Gauge(
+    "digitae_worker_microbatches",
+    "Forward passes (micro-batches) run by this worker since it started, by model and operation (pid: the worker)",
+    ["model", "operation"],
+    multiprocess_mode="liveall",
+)
+_batch_metrics: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+
+
 def observe_batch(model: str, operation: str, size: int, seconds: float) -> None:
-    MICROBATCH_SIZE.labels(model, operation).observe(size)
-    INFERENCE_TIME.labels(model, operation).observe(seconds)
+    found = _batch_metrics.get((model, operation))
+    if found is None:
+        labels = (model, operation)
+        found = (
+            MICROBATCH_SIZE.labels(*labels),
+            INFERENCE_TIME.labels(*labels),
+            WORKER_BATCH_ITEMS.labels(*labels),
+            WORKER_BATCHES.labels(*labels),
+        )
+        if len(_batch_metrics) < _MAX_CACHED_SERIES:
+            _batch_metrics[(model, operation)] = found
+    batch_size, inference_time, worker_items, worker_batches = found
+    batch_size.observe(size)
+    inference_time.observe(seconds)
+    worker_items.inc(size)
+    worker_batches.inc()
 
 
 def observe_model_change(model: str, change: str) -> None:

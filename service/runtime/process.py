@@ -56,6 +56,19 @@ class Supervisor(Multiprocess):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGHUP)
 
+    def keep_subprocess_alive(self) -> None:
+        """uvicorn's restart of a dead worker, and (multiprocess metrics) its per-process series dropped: the
+        per-worker series stay bounded by the worker count however often workers are replaced."""
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        gone = before - {process.pid for process in self.processes}
+        if gone and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess  # only here: this module stays light to import
+
+            for pid in gone:
+                if pid is not None:
+                    multiprocess.mark_process_dead(pid)
+
 
 def ensure_descriptors(max_connections: int) -> None:
     """Raise the soft limit on open files to what max_connections needs (up to the hard limit); warn if short."""

@@ -31,7 +31,7 @@ def test_settings_come_from_digitae_variables(monkeypatch: pytest.MonkeyPatch, t
 
 def test_settings_defaults_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = Settings()
-    assert (defaults.host, defaults.port, defaults.workers, defaults.torch_threads) == ("127.0.0.1", 8000, 1, 1)
+    assert (defaults.host, defaults.port, defaults.workers, defaults.torch_threads) == ("127.0.0.1", 8000, "auto", 1)
     assert defaults.max_upload_bytes == 5 * 1024 * 1024 and defaults.max_batch == 64
     assert defaults.api_keys == [] and defaults.skip_bad_checkpoints is False
     assert defaults.max_request_bytes > defaults.max_upload_bytes * 4 / 3

@@ -3,16 +3,19 @@ skipped when so configured; several workers share one port (and, in multiprocess
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from models.checkpoint import CARD_FILE, WEIGHTS_FILE
-from tests.support import StartServer, build_checkpoints, run_service
+from tests.support import ServerProcess, StartServer, build_checkpoints, run_service
 
 
 def flip_last_byte(path: Path) -> None:
@@ -83,6 +86,63 @@ def test_several_workers_serve_and_share_metrics(tmp_path: Path, start_server: S
     assert served is not None and float(served.group(1)) == 20, text  # summed over both workers
     workers = set(re.findall(r"Started server process \[(\d+)\]", server.log()))
     assert len(workers) == 2, server.log()
+
+
+@contextlib.contextmanager
+def _cores(count: int) -> Iterator[None]:
+    """This process (and so the server it starts) limited to `count` of its cores; skip when it has fewer."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < count:
+        pytest.skip(f"needs {count} cores, this machine gives {len(cores)}")
+    os.sched_setaffinity(0, cores[:count])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def _metrics_sample(text: str, name: str, **labels: str) -> list[tuple[str, float]]:
+    """(pid label or "", value) of each sample of `name` with these labels."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
+            pid = re.search(r'pid="(\d+)"', line)
+            found.append((pid.group(1) if pid else "", float(line.rsplit(" ", 1)[1])))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cores", [1, 2])
+def test_workers_auto_is_the_default_one_per_core(tmp_path: Path, cores: int) -> None:
+    """No DIGITAE_WORKERS and no PROMETHEUS_MULTIPROC_DIR: one worker per usable core, and with several the service
+    makes its own metrics folder, so /metrics adds up the workers and shows each worker's batches by pid."""
+    models = build_checkpoints(tmp_path / "models", judge=False)
+    server = ServerProcess(models, tmp_path / "server.log")
+    for unset in ("DIGITAE_WORKERS", "PROMETHEUS_MULTIPROC_DIR"):
+        server.env.pop(unset, None)
+    with _cores(cores), server:
+        _check_auto_workers(server, cores)
+
+
+def _check_auto_workers(server: ServerProcess, cores: int) -> None:
+    deadline = time.monotonic() + 90
+    while server.log().count("Application startup complete") < cores and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for _ in range(12):  # new connections: the kernel spreads them over the workers
+        with httpx.Client(base_url=server.url, timeout=30) as fresh:
+            assert fresh.post("/v1/models/ae-2/decode", json={"latent": [0, 0]}).status_code == 200, server.log()
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    workers = set(re.findall(r"Started server process \[(\d+)\]", server.log()))
+    assert len(workers) == cores, server.log()
+    served = _metrics_sample(text, "digitae_http_requests_total", route="/v1/models/{name}/decode", status="200")
+    assert [value for _, value in served] == [12], text  # every worker counted, once
+    batches = _metrics_sample(text, "digitae_worker_microbatches", model="ae-2", operation="decode")
+    items = _metrics_sample(text, "digitae_worker_microbatch_items", model="ae-2", operation="decode")
+    assert sum(value for _, value in items) == 12, text
+    if cores > 1:
+        assert {pid for pid, _ in batches} <= workers and len(batches) >= 1, text  # one series per worker that ran
+    else:
+        assert [pid for pid, _ in batches] == [""], text  # one process: no pid label
 
 
 def test_a_deployment_that_requires_keys_refuses_to_start_without_them(

@@ -38,6 +38,7 @@ class ServerProcess:
             "DIGITAE_HOST": "127.0.0.1",
             "DIGITAE_PORT": str(self.port),
             "DIGITAE_DRAIN_S": "0",  # stop() at once; the drain tests set their own
+            "DIGITAE_WORKERS": "1",  # the default is one per core; tests that want several say so
             **{f"DIGITAE_{key.upper()}": str(value) for key, value in settings.items()},
             **(env or {}),
         }
@@ -92,6 +93,7 @@ def run_service(models_dir: Path, timeout: float = 60.0, **settings: object) -> 
         "PYTHONPATH": str(REPO_ROOT),
         "DIGITAE_MODELS_DIR": str(models_dir),
         "DIGITAE_PORT": str(free_port()),
+        "DIGITAE_WORKERS": "1",
         **{f"DIGITAE_{key.upper()}": str(value) for key, value in settings.items()},
     }
     return subprocess.run(
