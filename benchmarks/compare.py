@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             ["git", "worktree", "add", "--detach", "-q", str(base_tree), args.base], cwd=REPO_ROOT, check=True
         )
         try:
-            versions = {
-                args.base: servers.service(DEFAULT_CHECKPOINTS_DIR, scratch / "base.log", source=base_tree),
-                "this tree": servers.service(DEFAULT_CHECKPOINTS_DIR, scratch / "this.log"),
+            versions = {  # one worker each (the default became auto): the same shape on both sides
+                args.base: servers.service(DEFAULT_CHECKPOINTS_DIR, scratch / "base.log", source=base_tree, workers=1),
+                "this tree": servers.service(DEFAULT_CHECKPOINTS_DIR, scratch / "this.log", workers=1),
             }
             runs: dict[str, list[tuple[float, float | None]]] = {label: [] for label in versions}
             with versions[args.base], versions["this tree"]:
