@@ -115,7 +115,9 @@ def clean_env() -> dict[str, str]:
 
 def service(models_dir: Path, log_path: Path, source: Path = REPO_ROOT, **settings: object) -> Server:
     """`python -m service` (the code in `source`: this tree, or a checkout of another revision) with its defaults,
-    except the given settings (`microbatch_enabled=False`, ...)."""
+    except the given settings (`microbatch_enabled=False`, ...) and one worker unless `workers` is given: the
+    figures are per worker (benchmarks/workers.py sets `auto`), and a profile follows the worker's pid."""
+    settings = {"workers": 1, **settings}
     env = clean_env()
     env["PYTHONPATH"] = os.pathsep.join([str(source), *env["PYTHONPATH"].split(os.pathsep)[1:]])
     env.update(DIGITAE_MODELS_DIR=str(models_dir), DIGITAE_HOST="127.0.0.1")
@@ -132,6 +134,11 @@ def noop(log_path: Path, workers: int = 1, server: str = "bounded") -> Server:
 
 def digitae_floor(models_dir: Path, log_path: Path) -> Server:
     """digitae's own app with a no-op inference-shaped route (`POST /v1/models/{name}/noop`), one worker."""
-    env = {**clean_env(), "DIGITAE_NOOP_SERVER": "digitae", "DIGITAE_MODELS_DIR": str(models_dir)}
+    env = {
+        **clean_env(),
+        "DIGITAE_NOOP_SERVER": "digitae",
+        "DIGITAE_MODELS_DIR": str(models_dir),
+        "DIGITAE_WORKERS": "1",
+    }
     env["DIGITAE_HOST"] = "127.0.0.1"
     return Server([sys.executable, str(NOOP_APP)], env, "/readyz", log_path)
