@@ -195,6 +195,15 @@ def add_request_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
     return openapi
 
 
+# The request lists a deployment caps at DIGITAE_MAX_BATCH (their `maxItems`), as (schema, property).
+BATCH_FIELDS = (
+    ("EncodeRequest", "images"),
+    ("ReconstructRequest", "images"),
+    ("DecodeRequest", "latents"),
+    ("ClassifyRequest", "images"),
+)
+
+
 def document_deployment(openapi: dict[str, Any], settings: Settings) -> None:
     """Write this deployment's caps into the schema, so what it documents is exactly what it accepts. The model
     names are not: a client generated today names a model added tomorrow (`name` is a string with its pattern)."""
@@ -202,12 +211,7 @@ def document_deployment(openapi: dict[str, Any], settings: Settings) -> None:
     schemas["SampleRequest"]["properties"]["n"]["maximum"] = settings.max_samples
     schemas["SampleRequest"]["properties"]["sigma"]["maximum"] = settings.max_sigma
     schemas["InterpolateRequest"]["properties"]["steps"]["maximum"] = settings.max_interpolation_steps
-    for model, field in (
-        ("EncodeRequest", "images"),
-        ("ReconstructRequest", "images"),
-        ("DecodeRequest", "latents"),
-        ("ClassifyRequest", "images"),
-    ):
+    for model, field in BATCH_FIELDS:
         for branch in schemas[model]["properties"][field]["anyOf"]:
             if branch.get("type") == "array":
                 branch["maxItems"] = settings.max_batch

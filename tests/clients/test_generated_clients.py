@@ -25,7 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
-from service.api.openapi import OPERATION_IDS
+from service.api.openapi import BATCH_FIELDS, OPERATION_IDS
 from service.app import create_app
 from service.catalog.registry import MODEL_NAME_PATTERN
 from service.settings import Settings
@@ -75,12 +75,7 @@ def without_caps(document: dict[str, Any]) -> dict[str, Any]:
     del schemas["SampleRequest"]["properties"]["n"]["maximum"]
     del schemas["SampleRequest"]["properties"]["sigma"]["maximum"]
     del schemas["InterpolateRequest"]["properties"]["steps"]["maximum"]
-    for model, field in (
-        ("EncodeRequest", "images"),
-        ("ReconstructRequest", "images"),
-        ("DecodeRequest", "latents"),
-        ("ClassifyRequest", "images"),
-    ):
+    for model, field in BATCH_FIELDS:
         for branch in schemas[model]["properties"][field]["anyOf"]:
             branch.pop("maxItems", None)
     for operations in copy["paths"].values():
