@@ -269,7 +269,6 @@ def test_rolling_restart_and_model_update_behind_haproxy_lose_no_request(tmp_pat
 ECHO_CLIENT_SERVER = """
 import sys
 from service.runtime.process import serve
-from benchmarks import memory_ceiling
 from service.settings import Settings
 
 async def app(scope, receive, send):
@@ -278,7 +277,8 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": scope["client"][0].encode()})
 
-serve(Settings(port=int(sys.argv[1]), forwarded_allow_ips=sys.argv[2:]), app, None)
+# one worker: the app lives in this script, which worker processes could not import
+serve(Settings(port=int(sys.argv[1]), workers=1, forwarded_allow_ips=sys.argv[2:]), app, None)
 """
 
 
