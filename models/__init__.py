@@ -12,7 +12,6 @@ from models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from models.checkpoint_edits import update_card
 from models.corruptions import GaussianNoise, Occlusion
 from models.device import resolve_device
 from models.networks import (
@@ -51,5 +50,4 @@ __all__ = [
     "reparameterize",
     "resolve_device",
     "save_checkpoint",
-    "update_card",
 ]

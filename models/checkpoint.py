@@ -10,7 +10,7 @@
         history.json          per-epoch train and validation loss
         atlas.json            optional: the latent codes of held-out digits with their true labels (what the
                               explorer's map plots); {"latent_dim", "source", "labels": [N], "codes": [N][m]}.
-                              `add_files` adds it to an existing checkpoint without touching the others.
+                              `add_files` (checkpoint_edits.py) adds it to a saved checkpoint, the others untouched.
 
 The card (card.json). `save_checkpoint` adds format_version, name, kind, latent_dim,
 architecture ({"channels", "hidden", "batch_norm"}; null for the classifier) and files

@@ -1,5 +1,5 @@
-"""Changing a saved checkpoint in place: merging fields into its card (metrics measured later), adding files (an
-atlas) with their hashes. Each write is atomic, and a damaged checkpoint is never given a fresh hash."""
+"""Adding files to a saved checkpoint in place (an atlas, written by `python -m training atlas`), with their hashes in
+its card. Each write is atomic, and a damaged checkpoint is never given a fresh hash."""
 
 from __future__ import annotations
 
@@ -25,22 +25,5 @@ def add_files(directory: Path | str, files: dict[str, bytes]) -> dict[str, Any]:
     for name, content in files.items():
         atomic_write_bytes(directory / name, content)
         card["files"][name] = sha256_of(directory / name)
-    atomic_write_json(directory / CARD_FILE, card)
-    return card
-
-
-def update_card(directory: Path | str, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into a checkpoint's card (e.g. metrics measured later by the report).
-
-    Nested dicts are merged one level deep, so `metrics={...}` adds to the existing metrics.
-    The card is not hashed by itself, so the other files stay valid; the write is atomic.
-    """
-    directory = Path(directory)
-    card = read_card(directory)
-    for key, value in fields.items():
-        if isinstance(value, dict) and isinstance(card.get(key), dict):
-            card[key] = {**card[key], **value}
-        else:
-            card[key] = value
     atomic_write_json(directory / CARD_FILE, card)
     return card
