@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +20,14 @@ import pytest
 from PIL import Image
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
-from tests.support import REPO_ROOT, ServerProcess, example_digit
+from tests.support import REPO_ROOT, ServerProcess, StartServer, example_digit
+from tests.support.attacks import npy_request, raw
 
 CLIENT_ROOT = REPO_ROOT / "clients" / "python"
 sys.path.insert(0, str(CLIENT_ROOT))
 
 from digitae_client import AsyncClient, Client, DigitaeError, Encoding, Reconstruction  # noqa: E402
+from digitae_client._wire import npy_body  # noqa: E402
 
 TWO = REPO_ROOT / "examples" / "two.png"
 SEVEN = REPO_ROOT / "examples" / "seven-on-paper.jpg"
@@ -142,6 +145,27 @@ def test_retry_after_is_honoured_then_the_error_raised() -> None:
     ):
         client.models()
     assert raised.value.code == "busy" and raised.value.request_id == "r-1"
+
+
+def test_a_busy_services_retry_after_is_honoured_on_a_real_server(
+    start_server: StartServer, served_models: Path
+) -> None:
+    """A client that never reads its bulk answer holds the service's one bulk slot until the write timeout drops
+    it: meanwhile the service answers 503 `busy` with Retry-After, and the client's bulk request waits as told and
+    goes through once the slot is free, instead of failing."""
+    server = start_server(served_models, write_timeout_s=1.0, max_concurrent_bulk=1)
+    digits = np.stack([example_digit()] * 3)
+    with raw(server.port, receive_buffer=4096) as stalled, Client(server.url, batch_size=2, retries=20) as client:
+        stalled.sendall(npy_request("/v1/models/ae-6/reconstruct", 4000))  # a 12.5 MB answer nobody reads
+        time.sleep(0.5)
+        busy = httpx.post(f"{server.url}/v1/models/ae-6/encode", content=npy_body(digits),
+                          headers={"content-type": "application/x-npy"}, timeout=10)  # fmt: skip
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy", busy.text
+        start = time.monotonic()
+        codes = client.encode("ae-6", digits)  # 3 rows over a batch of 2: one .npy bulk request
+        waited = time.monotonic() - start
+    assert isinstance(codes, list) and [code.nearest_digit for code in codes] == [codes[0].nearest_digit] * 3
+    assert waited >= 0.9, f"answered after {waited:.2f} s: the client did not wait for the busy slot"
 
 
 def test_the_package_stands_alone_without_the_servers_dependencies() -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from service.runtime.server import PROBE_HEADROOM
 from tests.support import ServerProcess, StartServer
-from tests.support.attacks import HealthProbe, raw, read_until_closed, status_of
+from tests.support.attacks import HealthProbe, npy_request, raw, read_until_closed, status_of
 
 IDLE_S, HEADER_S, BODY_S = 1.0, 1.0, 1.5
 MAX_HEADER_BYTES = 8192
@@ -204,17 +204,6 @@ def test_an_api_key_outside_ascii_matches_when_sent_as_utf8(server: ServerProces
 
 
 # -- round 2, finding 2: a client that does not read its answer ------------------------------------------------------
-
-
-def npy_request(path: str, rows: int, *, source: str | None = None) -> bytes:
-    """A bulk request for `rows` uint8 images as .npy, answered as .npy (float32: 3 KB a row)."""
-    body = io.BytesIO()
-    np.save(body, np.zeros((rows, 28, 28), np.uint8))
-    head = (
-        f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-npy\r\naccept: application/x-npy\r\n"
-        f"content-length: {body.getbuffer().nbytes}\r\n\r\n"
-    ).encode()
-    return head + body.getvalue()
 
 
 def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_bulk_slot(
