@@ -115,14 +115,14 @@ def error_response(
 
 
 async def send_error(
-    send: Send, status: int, message: str, request_id: Any, close: bool = False, path: str = ""
+    send: Send, status: int, message: str, request_id: Any, close: bool = False, path: str = "", code: str = ""
 ) -> None:
     """The error envelope (the protocol's shape on its `path`s) sent straight through ASGI, for middleware that
     answers before the app runs."""
     if speaks_protocol(path):
         body = protocol_error_body(message)
     else:
-        body = error_body(CODES.get(status, "error"), message, request_id=request_id)
+        body = error_body(code or CODES.get(status, "error"), message, request_id=request_id)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))

@@ -26,7 +26,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.codec.errors import send_error
+from service.codec.errors import SHUTTING_DOWN, send_error
 from service.runtime import tracing
 from service.runtime.logs import AccessLine, BackgroundStreamHandler
 from service.runtime.metrics import request_metrics
@@ -101,6 +101,10 @@ def request_id_of(scope: Scope) -> str:
     return secrets.token_hex(16)  # 128 random bits as 32 hex digits, like uuid4().hex, at a tenth of its cost
 
 
+# A request still running in the app at the shutdown deadline (DIGITAE_SHUTDOWN_TIMEOUT_S)
+STOPPED_MID_REQUEST = "the server reached its shutdown deadline before this request finished; retry on another replica"
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -138,7 +142,15 @@ class RequestContextMiddleware:
             status = scope["state"].get(CLOSED_WITH, CLIENT_CLOSED_REQUEST)
         except asyncio.CancelledError:
             status = 503  # cut by the shutdown deadline
-            raise
+            if started:
+                raise
+            # uvicorn cancels what still runs at its shutdown deadline and would answer a bare text 500: answer the
+            # 503 the deadline promises, in the envelope, and end as an answered request.
+            await send_error(send_with_id, 503, STOPPED_MID_REQUEST, request_id, close=True, code=SHUTTING_DOWN,
+                             path=scope.get("path", ""))  # fmt: skip
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         except Exception:
             error_log.exception("unhandled error, request_id=%s", request_id, extra={"request_id": request_id})
             if not started:

@@ -3,13 +3,16 @@ the configured format, and none is lost at exit; the request metrics are looked 
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
 import logging.config
 import re
 from collections.abc import Iterator
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from service.middleware import request_context
 from service.middleware.request_context import log_access
@@ -67,3 +70,36 @@ def test_request_metrics_are_looked_up_once_per_series() -> None:
     before = first[0]._value.get()
     first[0].inc()
     assert metrics.HTTP_REQUESTS.labels("POST", "/v1/models/{name}/encode", "200")._value.get() == before + 1
+
+
+def test_a_request_cancelled_at_the_shutdown_deadline_is_answered_503_shutting_down_not_a_bare_500() -> None:
+    """uvicorn cancels the requests still running at its shutdown deadline; left to itself it answers them with a
+    text/plain 500 (seen on a loaded machine). The middleware answers the deadline's 503 in the envelope instead,
+    and the task ends as an answered request."""
+
+    async def forever(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.Event().wait()
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def serve_then_cancel() -> None:
+        scope: Scope = {"type": "http", "method": "POST", "path": "/v1/models/ae-6/decode", "headers": []}
+        task = asyncio.create_task(request_context.RequestContextMiddleware(forever)(scope, receive, send))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await task  # ends without CancelledError: answered
+        assert not task.cancelled()
+
+    asyncio.run(serve_then_cancel())
+    start, body = sent
+    assert start["status"] == 503, start
+    assert (b"connection", b"close") in start["headers"], start["headers"]
+    error = json.loads(body["body"])["error"]
+    assert error["code"] == "shutting_down", error
+    assert "shutdown deadline" in error["message"], error
