@@ -1,8 +1,8 @@
-"""The generation routes: samples around a centroid, and straight paths through the latent space."""
+"""The generation routes: samples around a centroid, and straight paths through the latent space. Each reads the
+body, draws or walks the latents, decodes what the negotiated answer shows, and hands the result to that answer."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -17,17 +17,10 @@ from service.api.deps import (
 )
 from service.api.errors import error_responses
 from service.codec.answers import InterpolateResult, SampleResult
-from service.codec.arrays import (
-    npy_response,
-)
 from service.codec.errors import ApiError
-from service.codec.formats import npy_field
+from service.codec.formats import answer_format
 from service.codec.inputs import ImageSource, load_images, read_json
-from service.codec.render import (
-    INTERPOLATE_FIELDS,
-    SAMPLE_FIELDS,
-    json_response,
-)
+from service.codec.render import INTERPOLATION, SAMPLING, Samples, Walk
 from service.codec.schemas import InterpolateRequest, SampleRequest
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
@@ -54,22 +47,14 @@ v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are 
 async def sample(request: Request) -> Response:
     call = image_model_call(request)
     body = await read_json(request, SampleRequest, call.validation_context)
-    model, output = call.model, call.output
+    model = call.model
     if body.digit is None and model.kind != "vae":
         raise ApiError(422, f"digit: required for {model.name}, an auto-encoder without a prior; give a digit 0-9")
+    answer = answer_format(call.output, SAMPLING, model, bulk=False)
     seed = body.seed if body.seed is not None else draw_seed()
     latents = sample_latents(model.centroids_cpu, body.digit, body.sigma, body.n, seed).numpy()
-    if output.npy:
-        field = npy_field(output, ("images", "latents"), SAMPLE_FIELDS, model)
-        images = await call.engine.decode(model, list(latents)) if field == "images" else []
-        return npy_response(np.stack(images) if field == "images" else latents, {"X-Array-Field": field})
-    want = output.fields(SAMPLE_FIELDS) if not output.png else frozenset(("images",))
-    images = await call.engine.decode(model, list(latents)) if "images" in want else []
-    if output.png:
-        return output.png_response(images)
-    answer = {"images": [output.b64(image) for image in images], "latents": latents.tolist(), "digit": body.digit,
-              "sigma": body.sigma, "seed": seed}  # fmt: skip
-    return json_response({k: v for k, v in answer.items() if k in want} if output.fields_text else answer)
+    images = await call.engine.decode(model, list(latents)) if answer.needs("images") else []
+    return answer.answer([Samples(latents, images, body.digit, body.sigma, seed)], is_batch=False)
 
 
 @v1.post(
@@ -93,7 +78,8 @@ async def sample(request: Request) -> Response:
 async def interpolate(request: Request) -> Response:
     call = image_model_call(request)
     body = await read_json(request, InterpolateRequest, call.validation_context)
-    output, model = call.output, call.model
+    model = call.model
+    answer = answer_format(call.output, INTERPOLATION, model, bulk=False)
     ends = {"from": body.start, "to": body.end}
     given = {name: ImageSource.of(end) for name, end in ends.items() if end.is_image}
     images = await load_images(list(given.values()), call.settings, list(given), call.service.decode_pool)
@@ -103,15 +89,5 @@ async def interpolate(request: Request) -> Response:
         for point in ends.values()
     )
     t, latents = path_positions(body.steps).numpy(), straight_path(start, end, body.steps).numpy()
-    if output.npy:
-        field = npy_field(output, INTERPOLATE_FIELDS, INTERPOLATE_FIELDS, model)
-        arrays = {"latents": latents, "t": t}
-        if field == "images":
-            arrays["images"] = np.stack(await call.engine.decode(model, list(latents)))
-        return npy_response(arrays[field], {"X-Array-Field": field})
-    want = output.fields(INTERPOLATE_FIELDS) if not output.png else frozenset(("images",))
-    path = await call.engine.decode(model, list(latents)) if "images" in want else []
-    if output.png:
-        return output.png_response(path, columns=len(path))
-    answer = {"images": [output.b64(image) for image in path], "latents": latents.tolist(), "t": t.tolist()}
-    return json_response({k: v for k, v in answer.items() if k in want} if output.fields_text else answer)
+    path = await call.engine.decode(model, list(latents)) if answer.needs("images") else []
+    return answer.answer([Walk(t, latents, path)], is_batch=False)

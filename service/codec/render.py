@@ -315,6 +315,9 @@ class Rendering(Generic[R]):
     view: Callable[[R, ImageOutput, frozenset[str]], dict[str, Any]]  # one result, with the fields wanted
     array: Callable[[Sequence[R], str], np.ndarray]  # many results, one field
     image: Callable[[R], np.ndarray] | None = None  # one result as an image (None: the operation has no PNG)
+    # one result as many images in one PNG, and its columns (None: rows of up to 10), when it has no single image
+    grid: Callable[[R], tuple[Sequence[np.ndarray], int | None]] | None = None
+    drawn: str = "image"  # the field the PNG draws: computed for a PNG answer, the other fields not
 
 
 # A reconstruction, the image the model saw, and the corruption applied (None: none asked).
@@ -336,4 +339,59 @@ DECODING: Rendering[np.ndarray] = Rendering(
     view=lambda image, output, want: {"image": output.b64(image)},
     array=lambda images, field: np.stack(images),
     image=lambda image: image,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """What `sample` drew: the latents, their images (empty when the answer does not show them), and how."""
+
+    latents: np.ndarray
+    images: Sequence[np.ndarray]
+    digit: int | None
+    sigma: float
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """What `interpolate` walked: the positions `t`, the latents there, their images (empty when not shown)."""
+
+    t: np.ndarray
+    latents: np.ndarray
+    images: Sequence[np.ndarray]
+
+
+def _samples_view(s: Samples, output: ImageOutput, want: frozenset[str]) -> dict[str, Any]:
+    view = {"images": [output.b64(image) for image in s.images], "latents": s.latents.tolist(), "digit": s.digit,
+            "sigma": s.sigma, "seed": s.seed}  # fmt: skip
+    return {name: value for name, value in view.items() if name in want}
+
+
+def _walk_view(w: Walk, output: ImageOutput, want: frozenset[str]) -> dict[str, Any]:
+    view = {"images": [output.b64(image) for image in w.images], "latents": w.latents.tolist(), "t": w.t.tolist()}
+    return {name: value for name, value in view.items() if name in want}
+
+
+def _field_array(results: Sequence[Samples] | Sequence[Walk], field: str) -> np.ndarray:
+    (result,) = results  # one request, one drawing
+    value = getattr(result, field)
+    return np.stack(value) if field == "images" else value
+
+
+SAMPLING: Rendering[Samples] = Rendering(
+    SAMPLE_FIELDS,
+    ("images", "latents"),
+    view=_samples_view,
+    array=_field_array,
+    grid=lambda s: (s.images, None),  # rows of 10
+    drawn="images",
+)
+INTERPOLATION: Rendering[Walk] = Rendering(
+    INTERPOLATE_FIELDS,
+    INTERPOLATE_FIELDS,
+    view=_walk_view,
+    array=_field_array,
+    grid=lambda w: (w.images, len(w.images)),  # one row
+    drawn="images",
 )
