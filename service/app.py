@@ -75,7 +75,10 @@ TAGS = [
     {"name": "generation", "description": "New images from the latent space."},
     {"name": "operations", "description": "Liveness, readiness and metrics (never need a key)."},
     {"name": v2.TAG, "description": "The Open Inference Protocol (KServe V2, Triton's binary tensors): /v2."},
-    {"name": "admin", "description": "Operator actions, with the admin key (404 unless DIGITAE_ADMIN_KEY is set)."},
+    {
+        "name": "admin",
+        "description": "Operator actions, with the admin key (off, 403, unless DIGITAE_ADMIN_KEY is set).",
+    },
 ]
 
 
@@ -156,7 +159,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(ops)
     app.include_router(v2.health)
     install_explorer(app)
-    # declared whatever the settings (one OpenAPI contract); without an admin key they answer 404
+    # declared whatever the settings (one OpenAPI contract); without an admin key they are off (403)
     app.include_router(admin, dependencies=[Depends(require_admin_key)])
 
     # outermost last: request context (id, log, metrics, last-resort 500) > CORS > in-flight count > body cap > app

@@ -61,7 +61,10 @@ def install_error_handlers(app: FastAPI) -> None:
 # -- OpenAPI ----------------------------------------------------------------------------------------
 
 ERROR_DESCRIPTIONS = {
-    401: "Missing or wrong API key (`Authorization: Bearer <key>`), when keys are configured.",
+    401: "Missing or wrong API key (`Authorization: Bearer <key>`), when keys are configured; for an admin "
+    "operation, no key sent.",
+    403: "Admin operations: a key that is not DIGITAE_ADMIN_KEY, or any key when the service has no admin key (admin "
+    "operations are then off).",
     404: "Unknown model (the message lists the known ones) or route.",
     405: "Method not allowed on this route.",
     408: "The headers or the body came in too slowly (the server closes the connection).",
@@ -76,6 +79,7 @@ ERROR_DESCRIPTIONS = {
 }
 _EXAMPLE_MESSAGES = {
     401: "missing API key: send 'Authorization: Bearer <key>'",
+    403: "wrong admin key",
     404: "unknown model 'ae-7'; known models: ae-2, ae-6, vae-2",
     405: "DELETE is not allowed on /v1/models; use GET",
     408: "the request body did not arrive in time",

@@ -1,5 +1,5 @@
 """Optional API keys: with DIGITAE_API_KEYS set, every /v1 route needs `Authorization: Bearer <key>`; the admin
-routes (only with DIGITAE_ADMIN_KEY set) need that key."""
+routes need DIGITAE_ADMIN_KEY (and are off without it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.codec.errors import ApiError
 
@@ -48,15 +47,16 @@ async def require_api_key(
 async def require_admin_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> None:
-    """The admin routes answer only with DIGITAE_ADMIN_KEY set (else the 404 of an unknown route, though the
-    OpenAPI document always declares them: one contract whatever the settings); they take that key, not an API key."""
+    """The admin routes take DIGITAE_ADMIN_KEY, not an API key: no key is 401 (with the challenge), another key 403.
+    Without that setting they are off, and say so with 403 to any key (the OpenAPI document declares them whatever
+    the settings: one contract)."""
     key: bytes = request.app.state.admin_key
-    if not key:
-        raise StarletteHTTPException(404)
     if credentials is None:
         raise ApiError(401, "missing admin key: send 'Authorization: Bearer <DIGITAE_ADMIN_KEY>'", headers=CHALLENGE)
+    if not key:
+        raise ApiError(403, "admin operations are off: the service was started without DIGITAE_ADMIN_KEY")
     if not key_matches(credentials.credentials, [key]):
-        raise ApiError(401, "wrong admin key", headers=CHALLENGE)
+        raise ApiError(403, "wrong admin key")
 
 
 async def has_admin_key(request: Request) -> bool:

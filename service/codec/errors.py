@@ -35,6 +35,7 @@ MAX_DETAIL_TEXT = 200  # each string inside a listed problem (a location part, a
 CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     408: "request_timeout",
     405: "method_not_allowed",
