@@ -7,6 +7,7 @@ from service.codec.render import (
     DECODE_FIELDS,
     ENCODE_FIELDS,
     INTERPOLATE_FIELDS,
+    PRIOR_SAMPLE_FIELDS,
     RECONSTRUCT_FIELDS,
     SAMPLE_FIELDS,
 )
@@ -20,5 +21,6 @@ FIELDS_BY_PATH = {
     "/v1/models/{name}/reconstruct": RECONSTRUCT_FIELDS,
     "/v1/models/{name}/decode": DECODE_FIELDS,
     "/v1/models/{name}/sample": SAMPLE_FIELDS,
+    "/v1/models/{name}/prior/sample": PRIOR_SAMPLE_FIELDS,
     "/v1/models/{name}/interpolate": INTERPOLATE_FIELDS,
 }

@@ -16,14 +16,15 @@ from service.api.deps import (
     image_model_call,
 )
 from service.api.errors import error_responses
-from service.codec.answers import InterpolateResult, SampleResult
+from service.codec.answers import InterpolateResult, PriorSampleResult, SampleResult
 from service.codec.errors import ApiError
 from service.codec.formats import answer_format
 from service.codec.inputs import ImageSource, load_images, read_json
-from service.codec.render import INTERPOLATION, SAMPLING, Samples, Walk
-from service.codec.schemas import InterpolateRequest, SampleRequest
+from service.codec.render import INTERPOLATION, PRIOR_SAMPLING, SAMPLING, Samples, Walk
+from service.codec.schemas import InterpolateRequest, PriorSampleRequest, SampleRequest
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
+PRIOR_SIGMA = 1.0  # the prior is N(0, I): sample_latents ignores sigma without a digit
 
 
 @v1.post(
@@ -31,8 +32,8 @@ v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are 
     tags=["generation"],
     summary="Draw new digits around a centroid",
     description="`n` latents drawn from N(centroid of `digit`, `sigma`² I), decoded into `images` (the report's "
-    "sampling experiment: the larger sigma, the further from the digit). A VAE without `digit` samples its prior "
-    "N(0, I) (sigma unused). The same `seed` gives the same images; it is drawn when absent and echoed back.",
+    "sampling experiment: the larger sigma, the further from the digit). Any model; a VAE's prior N(0, I) is "
+    "`samplePrior`. The same `seed` gives the same images; it is drawn when absent and echoed back.",
     response_model=SampleResult,
     responses={
         **docs.ok_response(
@@ -48,13 +49,46 @@ async def sample(request: Request) -> Response:
     call = image_model_call(request)
     body = await read_json(request, SampleRequest, call.validation_context)
     model = call.model
-    if body.digit is None and model.kind != "vae":
-        raise ApiError(422, f"digit: required for {model.name}, an auto-encoder without a prior; give a digit 0-9")
     answer = answer_format(call.output, SAMPLING, model, bulk=False)
     seed = body.seed if body.seed is not None else draw_seed()
     latents = sample_latents(model.centroids_cpu, body.digit, body.sigma, body.n, seed).numpy()
     images = await call.engine.decode(model, list(latents)) if answer.needs("images") else []
     return answer.answer([Samples(latents, images, body.digit, body.sigma, seed)], is_batch=False)
+
+
+@v1.post(
+    "/models/{name}/prior/sample",
+    tags=["generation"],
+    summary="Draw new digits from a VAE's prior",
+    description="`n` latents drawn from the prior N(0, I) of a VAE, decoded into `images`: what the model "
+    "generates from nothing. An auto-encoder has no prior: 404, which names it. The same `seed` gives the same "
+    "images; it is drawn when absent and echoed back.",
+    response_model=PriorSampleResult,
+    responses={
+        **docs.ok_response(
+            docs.PRIOR_SAMPLE_RESPONSE,
+            png="all samples in one grid (rows of 10).",
+            npy="`images` (n x 28 x 28 float32, the default) or `latents`, chosen by `fields`.",
+        ),
+        **error_responses(*BODY_ERRORS),
+    },
+    openapi_extra=docs.request_body(PriorSampleRequest, docs.PRIOR_SAMPLE_EXAMPLES) | image_call_parameters(),
+)
+async def sample_prior(request: Request) -> Response:
+    call = image_model_call(request)
+    model = call.model
+    if model.kind != "vae":
+        raise ApiError(
+            404,
+            f"{model.name} is an auto-encoder: it has no prior to sample; sample around a digit with POST "
+            f"/v1/models/{model.name}/sample",
+        )
+    body = await read_json(request, PriorSampleRequest, call.validation_context)
+    answer = answer_format(call.output, PRIOR_SAMPLING, model, bulk=False)
+    seed = body.seed if body.seed is not None else draw_seed()
+    latents = sample_latents(model.centroids_cpu, None, PRIOR_SIGMA, body.n, seed).numpy()
+    images = await call.engine.decode(model, list(latents)) if answer.needs("images") else []
+    return answer.answer([Samples(latents, images, None, PRIOR_SIGMA, seed)], is_batch=False)
 
 
 @v1.post(

@@ -17,11 +17,13 @@ from service.api.errors import ERROR_DESCRIPTIONS
 from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
 from service.catalog.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 from service.codec.arrays import NPY
+from service.codec.inputs import UPLOAD_FIELD, UPLOAD_TYPES, non_optional_model
 from service.codec.schemas import (
     ClassifyRequest,
     DecodeRequest,
     EncodeRequest,
     InterpolateRequest,
+    PriorSampleRequest,
     ReconstructRequest,
     SampleRequest,
 )
@@ -33,6 +35,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     ReconstructRequest,
     DecodeRequest,
     SampleRequest,
+    PriorSampleRequest,
     InterpolateRequest,
     ClassifyRequest,
     InferenceRequest,  # the Open Inference Protocol's (service/api/v2.py)
@@ -75,8 +78,8 @@ DECODE_EXAMPLES = _examples(
 SAMPLE_EXAMPLES = _examples(
     digit=("8 samples around the centroid of 3", {"digit": 3, "sigma": 0.5, "n": 8, "seed": 0}),
     far=("straying far from the centroid", {"digit": 3, "sigma": 5.0, "n": 8, "seed": 0}),
-    prior=("a VAE's prior N(0, I) (VAE models only)", {"n": 8, "seed": 1}),
 )
+PRIOR_SAMPLE_EXAMPLES = _examples(prior=("8 draws from a VAE's prior N(0, I)", {"n": 8, "seed": 1}))
 INTERPOLATE_EXAMPLES = _examples(
     digits=("from the centroid of 1 to the centroid of 7", {"from": {"digit": 1}, "to": {"digit": 7}, "steps": 10}),
     images=("from an image to another", {"from": IMAGE, "to": PIXELS, "steps": 8}),
@@ -114,8 +117,11 @@ def request_body(
     raw_images: bool = False,
     npy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`openapi_extra` for a route reading `model` as JSON, (with `form_fields`) a multipart upload, (with
-    `raw_images`) the image itself as the body, and (with `npy`) a .npy array."""
+    """`openapi_extra` for a route reading `model` as JSON, (with `form_fields`: name -> description) a multipart
+    upload, (with `raw_images`) the image itself as the body, and (with `npy`) a .npy array.
+
+    In the multipart body, `file` declares the media types it may be sent as, and each of `form_fields` is that
+    field of `model` (an object) sent as a JSON part."""
     content: dict[str, Any] = {
         "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}, "examples": examples}
     }
@@ -124,14 +130,18 @@ def request_body(
             "file": {
                 "type": "string",
                 "format": "binary",  # what generated clients need to send a file, not text
-                "contentMediaType": "application/octet-stream",
-                "description": "the image file: PNG, JPEG, BMP, GIF or WebP, any size and mode",
+                "description": "the image file: PNG, JPEG, BMP, GIF or WebP, any size and mode; sent as its image "
+                "type (the file must be of that format) or as application/octet-stream",
             },
         }
+        encoding: dict[str, Any] = {UPLOAD_FIELD: {"contentType": ", ".join(UPLOAD_TYPES)}}
         for name, description in form_fields.items():
-            properties[name] = {"type": "string", "description": description}
+            spec = non_optional_model(model.model_fields[name].annotation)
+            properties[name] = {"$ref": _REF.format(model=spec.__name__), "description": description}
+            encoding[name] = {"contentType": "application/json"}
         content["multipart/form-data"] = {
             "schema": {"type": "object", "properties": properties, "required": ["file"], "additionalProperties": False},
+            "encoding": encoding,
         }
     if raw_images:
         for kind in ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp"):
@@ -236,6 +246,7 @@ OPERATION_IDS = {
     ("post", "/v1/models/{name}/reconstruct"): "reconstruct",
     ("post", "/v1/models/{name}/decode"): "decode",
     ("post", "/v1/models/{name}/sample"): "sample",
+    ("post", "/v1/models/{name}/prior/sample"): "samplePrior",
     ("post", "/v1/models/{name}/interpolate"): "interpolate",
     ("post", "/v1/classify"): "classify",
     ("post", "/admin/reload"): "reloadModels",
@@ -363,6 +374,7 @@ SAMPLE_RESPONSE = {
     "sigma": 0.5,
     "seed": 0,
 }
+PRIOR_SAMPLE_RESPONSE = {"images": [TINY_PNG, TINY_PNG], "latents": [[0.3, -1.2], [-0.9, 0.4]], "seed": 1}
 INTERPOLATE_RESPONSE = {
     "images": [TINY_PNG, TINY_PNG, TINY_PNG],
     "latents": [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]],

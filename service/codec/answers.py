@@ -87,8 +87,14 @@ class DecodeBatchResult(BaseModel):
 class SampleResult(BaseModel):
     images: list[PNG]
     latents: list[Vector]
-    digit: int | None = Field(None, description="the digit sampled around; null for a VAE's prior")
+    digit: int = Field(ge=0, le=9, description="the digit sampled around")
     sigma: float
+    seed: int = Field(description="send it back to get the same samples")
+
+
+class PriorSampleResult(BaseModel):
+    images: list[PNG]
+    latents: list[Vector]
     seed: int = Field(description="send it back to get the same samples")
 
 

@@ -48,6 +48,10 @@ RAW_IMAGE_TYPES = {
     "image/gif": "GIF",
     "image/webp": "WEBP",
 }
+# What a multipart `file` part may be sent as: an image type (the image must then be of that format), or
+# application/octet-stream, which many clients send for any file (the format is then found in the data).
+UNTYPED_UPLOAD = "application/octet-stream"
+UPLOAD_TYPES = (*RAW_IMAGE_TYPES, UNTYPED_UPLOAD)
 
 
 def media_type(request: Request) -> str:
@@ -177,6 +181,7 @@ async def _read_multipart(
         if not isinstance(upload, UploadFile):
             problem = "is missing" if upload is None else "must be a file, not text"
             raise ApiError(422, f"the multipart field '{UPLOAD_FIELD}' {problem}: upload the image file in it")
+        declared = _upload_type(upload)
         data = await upload.read()
         options: dict[str, Any] = {}
         for name in form_fields:
@@ -185,13 +190,25 @@ async def _read_multipart(
                 continue
             text = value if isinstance(value, str) else (await value.read()).decode("utf-8", "replace")
             field_model = model.model_fields[name].annotation
-            options[name] = parse_json(text.encode(), _non_optional(field_model), context, (name,))
+            options[name] = parse_json(text.encode(), non_optional_model(field_model), context, (name,))
     finally:
         await form.close()
-    return cast(ImageModel, model.model_construct(**options)), [ImageSource(upload=data)]
+    return cast(ImageModel, model.model_construct(**options)), [ImageSource(upload=data, declared=declared)]
 
 
-def _non_optional(annotation: Any) -> type[BaseModel]:
+def _upload_type(upload: UploadFile) -> str | None:
+    """The image format the `file` part says it is (None: any), or 415 when it says it is not an image."""
+    kind = (upload.content_type or UNTYPED_UPLOAD).split(";", 1)[0].strip().lower()
+    if kind not in UPLOAD_TYPES:
+        raise ApiError(
+            415,
+            f"the multipart field '{UPLOAD_FIELD}' is sent as {clip(kind, 100)}; send the image as one of "
+            f"{', '.join(UPLOAD_TYPES)}",
+        )
+    return None if kind == UNTYPED_UPLOAD else kind
+
+
+def non_optional_model(annotation: Any) -> type[BaseModel]:
     """`Spec | None` -> `Spec`."""
     for candidate in getattr(annotation, "__args__", (annotation,)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
@@ -264,7 +281,7 @@ def _open(source: ImageSource, settings: Settings) -> Image.Image:
     data = source.upload if source.upload is not None else base64_image_bytes(source.text or "", max_bytes=max_bytes)
     image = open_image(data, max_bytes=max_bytes, max_pixels=settings.max_image_pixels)
     if source.declared is not None and image.format != RAW_IMAGE_TYPES[source.declared]:
-        found = f"the body is a {image.format} image but its Content-Type says {source.declared}"
+        found = f"the image is a {image.format} but its Content-Type says {source.declared}"
         image.close()
         raise ImageInputError(415, f"{found}; send the type it is")
     return image

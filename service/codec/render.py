@@ -191,6 +191,7 @@ ENCODE_FIELDS = ("latent", "logvar", "nearest_digit", "centroid_distances")
 RECONSTRUCT_FIELDS = ("image", "input", "latent", "logvar", "nearest_digit", "loss", "corruption")
 DECODE_FIELDS = ("image",)
 SAMPLE_FIELDS = ("images", "latents", "digit", "sigma", "seed")
+PRIOR_SAMPLE_FIELDS = ("images", "latents", "seed")
 INTERPOLATE_FIELDS = ("images", "latents", "t")
 CLASSIFY_FIELDS = ("digit", "confidence", "probabilities")
 LOSS_COLUMNS = ("mse", "bce", "kl", "elbo")
@@ -348,7 +349,7 @@ class Samples:
 
     latents: np.ndarray
     images: Sequence[np.ndarray]
-    digit: int | None
+    digit: int | None  # None: the prior N(0, I)
     sigma: float
     seed: int
 
@@ -385,6 +386,14 @@ SAMPLING: Rendering[Samples] = Rendering(
     view=_samples_view,
     array=_field_array,
     grid=lambda s: (s.images, None),  # rows of 10
+    drawn="images",
+)
+PRIOR_SAMPLING: Rendering[Samples] = Rendering(
+    PRIOR_SAMPLE_FIELDS,
+    ("images", "latents"),
+    view=_samples_view,
+    array=_field_array,
+    grid=lambda s: (s.images, None),
     drawn="images",
 )
 INTERPOLATION: Rendering[Walk] = Rendering(

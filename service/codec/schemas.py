@@ -7,6 +7,7 @@ validation context {"settings": Settings, "latent_dim": int}, so every violation
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 import torch
@@ -25,6 +26,29 @@ MAX_SEED = 2**63 - 1
 
 class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, populate_by_name=False)
+
+
+def exactly_one_of(*groups: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` stating the rule the model's validator checks, so the schema accepts exactly what the
+    service does: a `oneOf` with one branch per way of giving the input, that group's fields present and not null
+    and every other group's absent or null (null is the same as absent)."""
+    names = [name for group in groups for name in group]
+
+    def declare(schema: dict[str, Any]) -> None:
+        def present(name: str) -> dict[str, Any]:
+            branches = schema["properties"][name].get("anyOf", [schema["properties"][name]])
+            types = sorted({branch["type"] for branch in branches if branch.get("type") not in (None, "null")})
+            return {"type": types[0] if len(types) == 1 else types}
+
+        schema["oneOf"] = [
+            {
+                "required": list(group),
+                "properties": {name: present(name) if name in group else {"type": "null"} for name in names},
+            }
+            for group in groups
+        ]
+
+    return declare
 
 
 def _setting(info: ValidationInfo, name: str) -> Any:
@@ -85,6 +109,8 @@ ImageText = Annotated[
 class ImageItem(RequestModel):
     """One image: `image` (base64 file) or `pixels` with their `scale`."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(("image",), ("pixels", "scale")))
+
     image: ImageText | None = None
     pixels: Pixels | None = None
     scale: Scale | None = Field(None, description="the range of `pixels`: '0-1' or '0-255' (required with pixels)")
@@ -109,6 +135,8 @@ def _check_one_image(image: Any, pixels: Any, scale: Any, batch: Any = None, *, 
 
 class ImageRequest(RequestModel):
     """One image (`image` or `pixels` + `scale`) or a batch (`images`, a list of such objects)."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(("image",), ("pixels", "scale"), ("images",)))
 
     image: ImageText | None = None
     pixels: Pixels | None = None
@@ -231,6 +259,8 @@ class ReconstructRequest(ImageRequest):
 class DecodeRequest(RequestModel):
     """One `latent` or a batch of `latents`."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(("latent",), ("latents",)))
+
     latent: Latent | None = None
     latents: list[Latent] | None = Field(
         None, min_length=1, max_length=BATCH_CEILING, description="a batch: up to max_batch latents"
@@ -266,19 +296,11 @@ class DecodeRequest(RequestModel):
         return self
 
 
-class SampleRequest(RequestModel):
-    digit: int | None = Field(
-        None, ge=0, le=9, description="whose centroid to sample around; a VAE without it samples its prior N(0, I)"
-    )
-    sigma: float = Field(1.0, ge=0, description="standard deviation around the centroid (at most max_sigma)")
+class PriorSampleRequest(RequestModel):
+    """Draws from a VAE's prior N(0, I)."""
+
     n: int = Field(8, ge=1, description="how many samples (at most max_samples)")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="same seed, same samples; drawn when absent")
-
-    @field_validator("sigma")
-    @classmethod
-    def _sigma_cap(cls, sigma: float, info: ValidationInfo) -> float:
-        _at_most(sigma, info, "max_sigma")
-        return sigma
 
     @field_validator("n")
     @classmethod
@@ -287,8 +309,32 @@ class SampleRequest(RequestModel):
         return n
 
 
+class SampleRequest(PriorSampleRequest):
+    """Draws around a digit's centroid: any model (a VAE's prior is `PriorSampleRequest`, its own operation)."""
+
+    digit: int = Field(ge=0, le=9, description="whose centroid to sample around")
+    sigma: float = Field(1.0, ge=0, description="standard deviation around the centroid (at most max_sigma)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _digit_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "digit" not in data:
+            raise ValueError("digit: required, 0-9; a VAE's prior N(0, I) is sampled by POST .../prior/sample")
+        return data
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma_cap(cls, sigma: float, info: ValidationInfo) -> float:
+        _at_most(sigma, info, "max_sigma")
+        return sigma
+
+
 class PathEnd(RequestModel):
     """One end of the path: a `digit` (its centroid), a `latent`, or an image (`image`, or `pixels` + `scale`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one_of(("digit",), ("latent",), ("image",), ("pixels", "scale"))
+    )
 
     digit: int | None = Field(None, ge=0, le=9)
     latent: Latent | None = None

@@ -90,6 +90,8 @@ def test_reconstruct_with_a_corruption_decode_sample_interpolate_classify(digita
     samples = digitae.sample("ae-6", 3, n=5, sigma=0.5, seed=11)
     assert samples.images.shape == (5, 28, 28) and samples.seed == 11
     assert np.array_equal(digitae.sample("ae-6", 3, n=5, sigma=0.5, seed=11).latents, samples.latents)
+    prior = digitae.sample("vae-2", n=3, seed=11)  # no digit: the VAE's prior, its own operation
+    assert prior.images.shape == (3, 28, 28) and prior.digit is None and prior.seed == 11
     path = digitae.interpolate("vae-2", 1, TWO, steps=6)
     assert path.images.shape == (6, 28, 28) and path.t[0] == 0 and path.t[-1] == 1
 

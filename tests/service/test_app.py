@@ -120,7 +120,7 @@ def test_every_route_is_documented_with_its_errors(client: TestClient) -> None:
 
 
 def _applicable_models(example_name: str) -> list[str]:
-    if example_name in ("latent2", "batch2", "prior"):
+    if example_name in ("latent2", "batch2", "prior"):  # prior: /prior/sample, a VAE's
         return ["vae-2", "ae-2"] if example_name != "prior" else ["vae-2"]
     if example_name == "latent6":
         return ["ae-6"]

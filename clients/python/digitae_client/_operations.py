@@ -92,12 +92,12 @@ def decode(model: str, latents: Sequence[float] | np.ndarray, batch_size: int) -
 
 
 def sample(model: str, digit: int | None, n: int, sigma: float, seed: int | None) -> Plan[wire.Samples]:
-    body: dict[str, Any] = {"n": n, "sigma": sigma}
-    if digit is not None:
-        body["digit"] = digit
+    """Around `digit`'s centroid (/sample), or without a digit from a VAE's prior (/prior/sample, N(0, I))."""
+    body: dict[str, Any] = {"n": n} if digit is None else {"n": n, "sigma": sigma, "digit": digit}
     if seed is not None:
         body["seed"] = seed
-    return wire.samples(_json((yield Call("POST", f"/v1/models/{model}/sample", json=body))))
+    path = f"/v1/models/{model}/prior/sample" if digit is None else f"/v1/models/{model}/sample"
+    return wire.samples(_json((yield Call("POST", path, json=body))))
 
 
 def interpolate(model: str, start: Any, end: Any, steps: int) -> Plan[wire.Path]:

@@ -206,8 +206,8 @@ def samples(answer: dict[str, Any]) -> Samples:
         images=np.stack([png_array(image) for image in answer["images"]]),
         latents=np.asarray(answer["latents"], dtype=np.float32),
         seed=int(answer["seed"]),
-        digit=answer.get("digit"),
-        sigma=float(answer["sigma"]),
+        digit=answer.get("digit"),  # absent from a prior's answer
+        sigma=float(answer.get("sigma", 1.0)),  # the prior is N(0, I)
     )
 
 

@@ -613,7 +613,7 @@ function normals(seed, count) {
 
 /**
  * Samples of model `m` for the panel's settings: {images, latents, digit, sigma, unit} or null (an AE has no prior).
- * Absolute units: the API's /sample, N(centroid, sigma² I). The digit's own spread (the fair reading across models,
+ * Absolute units: the API's /sample, N(centroid, sigma² I); the prior: /prior/sample. The digit's own spread (the fair reading across models,
  * whose latent scales differ about 8x): centroid + sigma · spread ⊙ ε, decoded by /decode.
  */
 async function drawSamples(m) {
@@ -622,7 +622,7 @@ async function drawSamples(m) {
   const sigma = Number(state.sigma);
   if (state.sd === "prior") {
     if (m.kind !== "vae") return null;
-    const r = await postJson(`/v1/models/${m.name}/sample`, { n, seed });
+    const r = await postJson(`/v1/models/${m.name}/prior/sample`, { n, seed });
     return { images: r.images, latents: r.latents, digit: null, sigma: 1, unit: "prior", seed };
   }
   const digit = Number(state.sd);

@@ -278,10 +278,20 @@ def test_samples_spread_around_the_centroid(client: httpx.Client) -> None:
     assert 1.0 < spread < 3.0
 
 
-def test_a_vae_samples_its_prior_without_a_digit_and_an_ae_refuses(client: httpx.Client) -> None:
-    prior = ok(client.post("/v1/models/vae-2/sample", json={"n": 4, "seed": 0}))
-    assert prior["digit"] is None and len(prior["images"]) == 4
-    assert_error(client.post("/v1/models/ae-2/sample", json={"n": 4}), 422, says="digit")
+def test_a_vae_samples_its_prior_with_its_own_operation_and_an_ae_has_none(client: httpx.Client) -> None:
+    prior = ok(client.post("/v1/models/vae-2/prior/sample", json={"n": 4, "seed": 0}))
+    assert set(prior) == {"images", "latents", "seed"} and len(prior["images"]) == 4 and prior["seed"] == 0
+    again = ok(client.post("/v1/models/vae-2/prior/sample", json={"n": 4, "seed": 0}))
+    assert again["latents"] == prior["latents"]
+    around = ok(client.post("/v1/models/vae-2/sample", json={"digit": 3, "sigma": 0.0, "n": 2, "seed": 0}))
+    assert around["latents"] != prior["latents"][:2]  # the prior is N(0, I), not a centroid
+    grid = client.post("/v1/models/vae-2/prior/sample", json={"n": 12, "seed": 0}, headers={"accept": "image/png"})
+    assert grid.status_code == 200 and decode_png(grid.content).shape == (2 * 28 + 2, 10 * 28 + 9 * 2)
+    assert_error(client.post("/v1/models/ae-2/prior/sample", json={"n": 4}), 404, says="ae-2 is an auto-encoder")
+    assert_error(client.post("/v1/models/vae-2/prior/sample", json={"n": 4, "sigma": 1}), 422, says="sigma")
+    # a digit is required on /sample, for a VAE too: the message points to the prior's operation
+    for model in ("ae-2", "vae-2"):
+        assert_error(client.post(f"/v1/models/{model}/sample", json={"n": 4}), 422, says="/prior/sample")
 
 
 def test_interpolation_runs_between_any_two_kinds_of_end(client: httpx.Client) -> None:
