@@ -218,7 +218,8 @@ def document_deployment(openapi: dict[str, Any], settings: Settings) -> None:
     """Write this deployment's caps into the schema, so what it documents is exactly what it accepts. The model
     names are not: a client generated today names a model added tomorrow (`name` is a string with its pattern)."""
     schemas = openapi["components"]["schemas"]
-    schemas["SampleRequest"]["properties"]["n"]["maximum"] = settings.max_samples
+    for sampling in ("SampleRequest", "PriorSampleRequest"):
+        schemas[sampling]["properties"]["n"]["maximum"] = settings.max_samples
     schemas["SampleRequest"]["properties"]["sigma"]["maximum"] = settings.max_sigma
     schemas["InterpolateRequest"]["properties"]["steps"]["maximum"] = settings.max_interpolation_steps
     for model, field in BATCH_FIELDS:

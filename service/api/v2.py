@@ -85,6 +85,16 @@ _INFER_DOCS: dict[str, Any] = {
         **_INFER_ERRORS,
     },
     "openapi_extra": {
+        "parameters": [
+            {
+                "name": "Inference-Header-Content-Length",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "With a binary body (the binary tensor data extension): the length in bytes of its "
+                "JSON header, which the binary tensors follow. Without it the whole body is the JSON request.",
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {
@@ -109,7 +119,7 @@ _INFER_DOCS: dict[str, Any] = {
                 },
                 BINARY_TYPE: _BINARY_BODY,
             },
-        }
+        },
     },
     "description": "One input, `images` ([N, 28, 28], UINT8 0-255 or FP32 0-1) or `latent` ([N, latent_dim] FP32), "
     "as JSON `data` or binary; the `outputs` named (default: every output of that input, see the model's metadata) "

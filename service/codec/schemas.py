@@ -7,7 +7,6 @@ validation context {"settings": Settings, "latent_dim": int}, so every violation
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 import torch
@@ -16,39 +15,20 @@ from torch import Tensor
 
 from models.corruptions import CorruptionPlan, GaussianNoise, Occlusion, draw_seed
 from models.networks import SIDE
+from service.codec.schema_rules import IMAGE_FORMAT, WHOLE, WholeNumber, at_least_one_of, exactly_one_of
 
 LATENT_LIMIT = 1e6  # larger latent values overflow float32 inside the decoder
 BATCH_CEILING = 4096  # the most items a batch list can hold under any setting (max_batch's own upper bound)
 MAX_SEED = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED), WHOLE]
+Digit = Annotated[int, Field(ge=0, le=9), WHOLE]
+
 
 # -- requests ------------------------------------------------------------------------------------------
 
 
 class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, populate_by_name=False)
-
-
-def exactly_one_of(*groups: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
-    """`json_schema_extra` stating the rule the model's validator checks, so the schema accepts exactly what the
-    service does: a `oneOf` with one branch per way of giving the input, that group's fields present and not null
-    and every other group's absent or null (null is the same as absent)."""
-    names = [name for group in groups for name in group]
-
-    def declare(schema: dict[str, Any]) -> None:
-        def present(name: str) -> dict[str, Any]:
-            branches = schema["properties"][name].get("anyOf", [schema["properties"][name]])
-            types = sorted({branch["type"] for branch in branches if branch.get("type") not in (None, "null")})
-            return {"type": types[0] if len(types) == 1 else types}
-
-        schema["oneOf"] = [
-            {
-                "required": list(group),
-                "properties": {name: present(name) if name in group else {"type": "null"} for name in names},
-            }
-            for group in groups
-        ]
-
-    return declare
 
 
 def _setting(info: ValidationInfo, name: str) -> Any:
@@ -100,6 +80,7 @@ ImageText = Annotated[
     str,
     Field(
         min_length=1,
+        json_schema_extra={"format": IMAGE_FORMAT},
         description="an image file (PNG, JPEG, BMP, GIF or WebP; any size and mode) as base64, or a "
         "`data:image/...;base64,` URL; preprocessed the way MNIST was made",
     ),
@@ -187,16 +168,16 @@ Ratio = Annotated[float, Field(ge=0.05, le=20)]
 
 
 class Rectangle(RequestModel):
-    top: int = Field(ge=0, le=SIDE - 1)
-    left: int = Field(ge=0, le=SIDE - 1)
-    height: int = Field(ge=1, le=SIDE)
-    width: int = Field(ge=1, le=SIDE)
+    """Where to occlude; the part that lies outside the 28x28 image is left out (`clipped`)."""
 
-    @model_validator(mode="after")
-    def _inside(self) -> Self:
-        if self.top + self.height > SIDE or self.left + self.width > SIDE:
-            raise ValueError("the rectangle must lie inside the 28x28 image (top + height <= 28, left + width <= 28)")
-        return self
+    top: WholeNumber = Field(ge=0, le=SIDE - 1)
+    left: WholeNumber = Field(ge=0, le=SIDE - 1)
+    height: WholeNumber = Field(ge=1, le=SIDE)
+    width: WholeNumber = Field(ge=1, le=SIDE)
+
+    def clipped(self) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the part inside the image: what is occluded, and echoed back."""
+        return self.top, self.left, min(self.height, SIDE - self.top), min(self.width, SIDE - self.left)
 
 
 class OcclusionSpec(RequestModel):
@@ -208,7 +189,9 @@ class OcclusionSpec(RequestModel):
     )
     fill: float = Field(0.0, ge=0, le=1, description="the value painted into the rectangle")
     rectangle: Rectangle | None = Field(
-        None, description="an explicit rectangle; when given, area and aspect are unused"
+        None,
+        description="an explicit rectangle (the part outside the 28x28 image left out); when given, area and "
+        "aspect are unused",
     )
 
     @field_validator("area", "aspect")
@@ -226,9 +209,11 @@ class OcclusionSpec(RequestModel):
 class CorruptionSpec(RequestModel):
     """The report's robustness experiment as a request: occlusion, then noise, both drawn from `seed`."""
 
+    model_config = ConfigDict(json_schema_extra=at_least_one_of("noise", "occlusion"))
+
     noise: NoiseSpec | None = Field(None, description="additive gaussian noise")
     occlusion: OcclusionSpec | None = Field(None, description="a filled rectangle")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="same seed, same corruption; drawn when absent")
+    seed: Seed | None = Field(None, description="same seed, same corruption; drawn when absent")
 
     @model_validator(mode="after")
     def _something(self) -> Self:
@@ -244,7 +229,7 @@ class CorruptionSpec(RequestModel):
             area, aspect = OcclusionSpec.as_range(o.area), OcclusionSpec.as_range(o.aspect)
             occlusion = Occlusion(area=area, aspect=aspect, fill=o.fill)
             if o.rectangle is not None:
-                rectangle = (o.rectangle.top, o.rectangle.left, o.rectangle.height, o.rectangle.width)
+                rectangle = o.rectangle.clipped()
         noise = GaussianNoise(mean=self.noise.mean, std=self.noise.std) if self.noise is not None else None
         seed = self.seed if self.seed is not None else draw_seed()
         return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
@@ -299,8 +284,8 @@ class DecodeRequest(RequestModel):
 class PriorSampleRequest(RequestModel):
     """Draws from a VAE's prior N(0, I)."""
 
-    n: int = Field(8, ge=1, description="how many samples (at most max_samples)")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="same seed, same samples; drawn when absent")
+    n: WholeNumber = Field(8, ge=1, description="how many samples (at most max_samples)")
+    seed: Seed | None = Field(None, description="same seed, same samples; drawn when absent")
 
     @field_validator("n")
     @classmethod
@@ -312,7 +297,7 @@ class PriorSampleRequest(RequestModel):
 class SampleRequest(PriorSampleRequest):
     """Draws around a digit's centroid: any model (a VAE's prior is `PriorSampleRequest`, its own operation)."""
 
-    digit: int = Field(ge=0, le=9, description="whose centroid to sample around")
+    digit: Digit = Field(description="whose centroid to sample around")
     sigma: float = Field(1.0, ge=0, description="standard deviation around the centroid (at most max_sigma)")
 
     @model_validator(mode="before")
@@ -336,7 +321,7 @@ class PathEnd(RequestModel):
         json_schema_extra=exactly_one_of(("digit",), ("latent",), ("image",), ("pixels", "scale"))
     )
 
-    digit: int | None = Field(None, ge=0, le=9)
+    digit: Digit | None = None
     latent: Latent | None = None
     image: ImageText | None = None
     pixels: Pixels | None = None
@@ -376,7 +361,7 @@ class PathEnd(RequestModel):
 class InterpolateRequest(RequestModel):
     start: PathEnd = Field(alias="from", description="where the path starts")
     end: PathEnd = Field(alias="to", description="where it ends")
-    steps: int = Field(
+    steps: WholeNumber = Field(
         10, ge=2, description="images along the path, both ends included (at most max_interpolation_steps)"
     )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,6 +46,8 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     }.items()
 }
 _DATATYPE_OF = {dtype.name: name for name, dtype in DATATYPES.items()}
+# The datatypes an input may have: images are UINT8 (0-255) or FP32 (0-1), a latent FP32 (outputs use others too).
+InputDatatype = Literal["UINT8", "FP32"]
 MAX_TENSORS = 16  # inputs, or requested outputs, in one request: no operation has more
 MAX_DIMENSIONS = 8
 
@@ -58,7 +60,7 @@ class RequestInput(BaseModel):
 
     name: str = Field(max_length=64)
     shape: list[int] = Field(max_length=MAX_DIMENSIONS)
-    datatype: str = Field(max_length=16)
+    datatype: InputDatatype = Field(description="UINT8 or FP32, as the model's metadata says for this input")
     parameters: dict[str, Any] | None = None
     data: Any = None
 
