@@ -1,11 +1,16 @@
 """Schema-driven fuzzing: schemathesis generates requests for every operation of the served /openapi.json and sends
-them to a real server. Every answer must be a documented status (never a 5xx), with a documented content type and
-headers, and a body matching its documented schema; requests that break the schema must be refused.
+them to a real server, with every check it has. Every answer must be a documented status (never a 5xx), with a
+documented content type and headers, and a body matching its documented schema; requests the schema allows must be
+served and requests that break it refused; auth, methods and required headers as declared.
 
 Per operation: the documented request examples, then DIGITAE_FUZZ_EXAMPLES (default 100) valid-by-schema requests and
-as many invalid ones. Model names are drawn from the served models as well as at random, so most requests reach a
-model. The default sends well over 1,000 requests in total and takes about half a minute; raise the variable for a
-longer hunt. The run is deterministic unless DIGITAE_FUZZ_SEED picks a seed.
+as many invalid ones, each checked by every check (schemathesis.toml at the repository root says where a rule depends
+on the model, and tests/support/fuzz_hooks.py gives real images for binary bodies). Model names are drawn from the
+served models as well as at random, so most requests reach a model. The checks that need schemathesis' own phases
+(a required header left out, an unsupported method, auth ignored, the stateful links) run in `st run --checks all`
+with its coverage and stateful phases, as a client developer would run it. The default sends well over 1,000
+requests in total; raise the variable for a longer hunt. The run is deterministic unless DIGITAE_FUZZ_SEED picks a
+seed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -22,28 +31,16 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
-from tests.support import TINY_MODELS, ServerProcess
+from tests.support import REPO_ROOT, TINY_MODELS, ServerProcess
 
 EXAMPLES = int(os.environ.get("DIGITAE_FUZZ_EXAMPLES", "100"))
 SEED = os.environ.get("DIGITAE_FUZZ_SEED")
 SERVED = [name for name, _, _ in TINY_MODELS]
-CONFORMANCE = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
-CHECKS = {GenerationMode.POSITIVE: CONFORMANCE, GenerationMode.NEGATIVE: [*CONFORMANCE, negative_data_rejection]}
+# `st run`'s phases for the checks that need them: examples, coverage (headers left out, other methods, no key) and
+# stateful (links between operations); its fuzzing phase is the Python harness's own, above.
+CLI_PHASES = "examples,coverage,stateful"
+CLI_EXAMPLES = max(5, EXAMPLES // 10)
 
 
 @dataclass
@@ -57,7 +54,7 @@ class Tally:
     def send(self, label: str, case: schemathesis.Case, session: requests.Session, mode: GenerationMode) -> None:
         self.sent[label] += 1
         try:
-            response = case.call_and_validate(session=session, checks=CHECKS[mode])
+            response = case.call_and_validate(session=session)  # every check schemathesis has, as configured
             self.statuses[label][response.status_code] += 1
         except Exception as exc:  # a failed check, or no answer at all
             problem = f"{label} ({mode.value}): {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
@@ -113,5 +110,20 @@ def test_every_endpoint_survives_schema_driven_fuzzing(server: ServerProcess) ->
     assert total >= 10 * EXAMPLES, f"only {total} requests were generated"
     served_ok = sum(counts[200] for label, counts in tally.statuses.items() if "{name}/" in label)
     assert served_ok >= EXAMPLES, f"only {served_ok} generated requests reached a model and succeeded"
+    log = server.log()
+    assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
+
+
+@pytest.mark.timeout(600)
+def test_schemathesis_run_with_every_check_finds_nothing(server: ServerProcess, tmp_path: Path) -> None:
+    """What a client developer runs: `st run --checks all` on the spec, from the repository root (schemathesis.toml)."""
+    command = [str(Path(sys.executable).with_name("st")), "run", "--checks", "all", "--phases", CLI_PHASES]
+    command += ["--max-examples", str(CLI_EXAMPLES), "--seed", SEED or "0", "--no-color", f"{server.url}/openapi.json"]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=540)
+    summary = result.stdout[result.stdout.find("SUMMARY") :] or result.stdout[-3000:]
+    print(f"\nst run --checks all ({CLI_PHASES}): {time.monotonic() - started:.0f} s\n{summary[-1500:]}")
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-8000:]}\n{result.stderr[-2000:]}"
+    assert "Configuration:" in result.stdout and "schemathesis.toml" in result.stdout, "the repository's config"
     log = server.log()
     assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
