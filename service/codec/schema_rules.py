@@ -10,7 +10,10 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 IMAGE_FORMAT = "image-base64"  # the `format` of a JSON image field (an OpenAPI format is open-ended)
-PIXEL_RANGES = {"0-1": 1, "0-255": 255}  # the largest pixel value each `scale` allows (as pixels_to_array checks)
+PIXEL_RANGES = {"0-1": 1, "0-255": 255}
+NULL = {
+    "type": "null"
+}  # a property's schema for "absent or null"  # the largest pixel value each `scale` allows (as pixels_to_array checks)
 
 
 def _whole(value: Any) -> Any:
@@ -24,39 +27,45 @@ WholeNumber = Annotated[int, WHOLE]
 
 
 def _present(schema: dict[str, Any], name: str) -> dict[str, Any]:
-    """`name` given and not null: its declared types, less null."""
+    """`name` given and not null: its declared schema less null."""
     branches = schema["properties"][name].get("anyOf", [schema["properties"][name]])
-    types = sorted({branch["type"] for branch in branches if branch.get("type") not in (None, "null")})
-    return {"type": types[0] if len(types) == 1 else types}
+    given = [{k: v for k, v in branch.items() if k not in ("title", "description")} for branch in branches]
+    given = [branch for branch in given if branch.get("type") != "null"]
+    return given[0] if len(given) == 1 else {"anyOf": given}
 
 
 def exactly_one_of(*groups: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
-    """`json_schema_extra` stating the rule the model's validator checks, so the schema accepts exactly what the
-    service does: a `oneOf` with one branch per way of giving the input, that group's fields present and not null
-    and every other group's absent or null (null is the same as absent). `pixels` with `scale` is one branch per
-    scale, each with its range of pixel values."""
-    names = [name for group in groups for name in group]
+    """`json_schema_extra` stating the rule the model's validator checks: exactly one group of fields is given (not
+    null; null is the same as absent), and a group is given whole. Written as `not` any of the ways to break it, which
+    validators and schemathesis honour and client generators leave alone (their types stay one model with optional
+    fields). `pixels` with `scale`: each scale's range of pixel values too."""
 
     def declare(schema: dict[str, Any]) -> None:
-        branches = []
-        for group in groups:
-            given = {name: _present(schema, name) if name in group else {"type": "null"} for name in names}
-            variants: list[dict[str, Any]] = [{}]
-            if "scale" in group:
-                variants = [
-                    {"scale": {"const": scale}, "pixels": {"type": "array", "items": {"items": {"maximum": top}}}}
-                    for scale, top in PIXEL_RANGES.items()
-                ]
-            branches += [{"required": list(group), "properties": given | variant} for variant in variants]
-        schema["oneOf"] = branches
+        def given(*names: str) -> dict[str, Any]:
+            return {"required": list(names), "properties": {name: _present(schema, name) for name in names}}
+
+        firsts = [group[0] for group in groups]
+        broken = [given(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1 :]]  # two ways at once
+        broken.append({"properties": {name: {"type": "null"} for name in firsts}})  # none
+        for group in groups:  # a group given in part
+            for name in group[1:] if len(group) > 1 else ():
+                broken.append(given(name) | {"properties": {name: _present(schema, name), group[0]: NULL}})
+                broken.append(given(group[0]) | {"properties": {group[0]: _present(schema, group[0]), name: NULL}})
+            if "scale" in group:  # pixels over the scale's range
+                for scale, top in PIXEL_RANGES.items():
+                    over = {"type": "array", "contains": {"type": "array", "contains": {"exclusiveMinimum": top}}}
+                    broken.append(
+                        {"required": ["pixels", "scale"], "properties": {"scale": {"const": scale}, "pixels": over}}
+                    )
+        schema["not"] = {"anyOf": broken}
 
     return declare
 
 
 def at_least_one_of(*names: str) -> Callable[[dict[str, Any]], None]:
-    """`json_schema_extra`: an `anyOf` saying at least one of `names` is given and not null."""
+    """`json_schema_extra`: not all of `names` absent or null (written as `not`, like `exactly_one_of`)."""
 
     def declare(schema: dict[str, Any]) -> None:
-        schema["anyOf"] = [{"required": [name], "properties": {name: _present(schema, name)}} for name in names]
+        schema["not"] = {"properties": {name: NULL for name in names}}
 
     return declare

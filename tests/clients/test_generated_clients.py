@@ -73,6 +73,7 @@ def without_caps(document: dict[str, Any]) -> dict[str, Any]:
     copy = json.loads(json.dumps(document))
     schemas = copy["components"]["schemas"]
     del schemas["SampleRequest"]["properties"]["n"]["maximum"]
+    del schemas["PriorSampleRequest"]["properties"]["n"]["maximum"]
     del schemas["SampleRequest"]["properties"]["sigma"]["maximum"]
     del schemas["InterpolateRequest"]["properties"]["steps"]["maximum"]
     for model, field in BATCH_FIELDS:
