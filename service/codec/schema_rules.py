@@ -46,9 +46,9 @@ def exactly_one_of(*groups: tuple[str, ...]) -> Callable[[dict[str, Any]], None]
 
         firsts = [group[0] for group in groups]
         broken = [given(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1 :]]  # two ways at once
-        broken.append({"properties": {name: {"type": "null"} for name in firsts}})  # none
+        broken.append({"properties": {name: NULL for name in firsts}})  # none
         for group in groups:  # a group given in part
-            for name in group[1:] if len(group) > 1 else ():
+            for name in group[1:]:
                 broken.append(given(name) | {"properties": {name: _present(schema, name), group[0]: NULL}})
                 broken.append(given(group[0]) | {"properties": {group[0]: _present(schema, group[0]), name: NULL}})
             if "scale" in group:  # pixels over the scale's range
