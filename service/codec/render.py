@@ -380,27 +380,15 @@ def _field_array(results: Sequence[Samples] | Sequence[Walk], field: str) -> np.
     return np.stack(value) if field == "images" else value
 
 
-SAMPLING: Rendering[Samples] = Rendering(
-    SAMPLE_FIELDS,
-    ("images", "latents"),
-    view=_samples_view,
-    array=_field_array,
-    grid=lambda s: (s.images, None),  # rows of 10
-    drawn="images",
-)
-PRIOR_SAMPLING: Rendering[Samples] = Rendering(
-    PRIOR_SAMPLE_FIELDS,
-    ("images", "latents"),
-    view=_samples_view,
-    array=_field_array,
-    grid=lambda s: (s.images, None),
-    drawn="images",
-)
+def _sampling(fields: tuple[str, ...]) -> Rendering[Samples]:
+    """Samples in every format; their PNG is one grid in rows of 10."""
+    return Rendering(
+        fields, ("images", "latents"), _samples_view, _field_array, grid=lambda s: (s.images, None), drawn="images"
+    )
+
+
+SAMPLING, PRIOR_SAMPLING = _sampling(SAMPLE_FIELDS), _sampling(PRIOR_SAMPLE_FIELDS)
 INTERPOLATION: Rendering[Walk] = Rendering(
-    INTERPOLATE_FIELDS,
-    INTERPOLATE_FIELDS,
-    view=_walk_view,
-    array=_field_array,
-    grid=lambda w: (w.images, len(w.images)),  # one row
+    INTERPOLATE_FIELDS, INTERPOLATE_FIELDS, _walk_view, _field_array, grid=lambda w: (w.images, len(w.images)),
     drawn="images",
-)
+)  # fmt: skip
