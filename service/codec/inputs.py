@@ -113,11 +113,12 @@ def parse_json_or_batch(body: bytes, model: type[Model], batch: type[Batch], con
         if both:
             names = ", ".join(repr(name) for name in sorted(single_only))
             batched = ", ".join(repr(name) for name in sorted(batch_only))
-            raise ApiError(
-                422,
+            message = (
                 f"give exactly one input ({names}) or a batch ({batched}, deprecated here: send it to the "
-                f"operation's /batch route), not both; got {', '.join(repr(name) for name in both)} beside the batch",
-            ) from None
+                f"operation's /batch route), not both; got {', '.join(repr(name) for name in both)} beside the batch"
+            )
+            detail = [{"loc": [name], "msg": message, "type": "value_error"} for name in both]
+            raise ApiError(422, message, detail=detail) from None
         raise invalid(exc) from None
 
 
