@@ -80,9 +80,9 @@ TAGS = [
 
 
 # What a browser client reads beside the model and trace headers: a .npy answer's layout, when to retry, how to
-# authenticate.
+# authenticate, and that a request form is deprecated (and what succeeds it).
 ARRAY_HEADERS = ("X-Array-Field", "X-Array-Columns")
-CLIENT_HEADERS = ("Retry-After", "WWW-Authenticate")
+CLIENT_HEADERS = ("Retry-After", "WWW-Authenticate", "Deprecation", "Link")
 
 
 def build_registry(settings: Settings) -> Registry:
