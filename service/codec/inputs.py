@@ -206,7 +206,8 @@ async def read_image_request(
         415,
         "send 'Content-Type: application/json' (image as base64 or pixels), 'multipart/form-data' "
         f"(the image file in the field '{UPLOAD_FIELD}'), the image itself ('Content-Type: image/png', "
-        f"'image/jpeg', ...) or an array ('application/x-npy'); got {clip(kind, 100) or 'no Content-Type'}",
+        f"'image/jpeg', ...); a .npy array ('application/x-npy') goes to the operation's /batch route; got "
+        f"{clip(kind, 100) or 'no Content-Type'}",
     )
 
 
