@@ -10,7 +10,7 @@ into its table: every `APIRoute` whose handler is a coroutine answering a `Respo
 (the `Request`, path, query, header and cookie parameters, each checked by FastAPI's own `request_params_to_args`)
 and whose dependencies (the API-key check, `get_json_service`, ...) are of the same kind. A route added to any
 router is in the table with no other edit; any other route, and any request while `app.dependency_overrides` is
-set, goes through FastAPI unchanged.
+set or FastAPI's own telemetry is on, goes through FastAPI unchanged.
 
 A request answered here is answered as FastAPI would: the first route in FastAPI's order that matches the path and
 the method (a method the route does not take falls through to FastAPI's 405), `scope["route"]`, `"endpoint"`,
@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ExceptionHandler = Callable[[Request, Exception], Any]
@@ -144,7 +144,7 @@ class Candidate:
 
     context: RouteContext
     fast: FastRoute | None
-    path_regex: re.Pattern[str] | None  # an APIRoute's: matched here, as its `matches` would
+    path_regex: re.Pattern[str] | None  # a route's (not a mount's): matched here, as its `matches` would
     methods: frozenset[str] | None
 
     @classmethod
@@ -154,7 +154,7 @@ class Candidate:
             route, endpoint = context.original_route, context.endpoint
             assert isinstance(route, APIRoute) and endpoint is not None  # eligible
             fast = FastRoute(route, endpoint, context.dependant, dict(context.param_convertors))
-        if isinstance(context.original_route, APIRoute):
+        if isinstance(context.original_route, Route):  # an APIRoute, or a Starlette route (/openapi.json)
             methods = context.methods
             return cls(context, fast, context.path_regex, frozenset(methods) if methods is not None else None)
         return cls(context, fast, None, None)
@@ -191,8 +191,13 @@ class FastDispatch:
     def __init__(self, app: ASGIApp, application: FastAPI) -> None:
         self.app = app
         self.application = application
-        self.table = route_table(application.routes)
-        self.any_fast = any(candidate.fast is not None for candidate in self.table)
+        table = route_table(application.routes)
+        # per method, the routes that may take it, in order (one that takes only other methods cannot be FastAPI's
+        # first full match); a method no eligible route takes goes straight to FastAPI
+        self.by_method = {
+            method: [c for c in table if c.methods is None or method in c.methods]
+            for method in {method for c in table if c.fast is not None and c.methods for method in c.methods}
+        }
         # as Starlette's ExceptionMiddleware takes them from the app (500 and Exception go to ServerErrorMiddleware)
         handlers = {k: v for k, v in application.exception_handlers.items() if k not in (500, Exception)}
         self.status_handlers: dict[int, ExceptionHandler] = {k: v for k, v in handlers.items() if isinstance(k, int)}
@@ -202,8 +207,11 @@ class FastDispatch:
 
     def _select(self, scope: Scope) -> tuple[FastRoute, re.Match[str]] | None:
         """The route FastAPI would run (the first full match) with the path's match, when it is answered here."""
+        candidates = self.by_method.get(scope["method"])
+        if candidates is None:
+            return None
         path = scope["path"]
-        for candidate in self.table:
+        for candidate in candidates:
             found = candidate.matches(scope, path)
             if found is not None:
                 return (candidate.fast, found) if candidate.fast is not None else None
@@ -212,8 +220,8 @@ class FastDispatch:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or not self.any_fast
             or scope.get("root_path")
+            or scope.get("fastapi.telemetry") is not None  # FastAPI's own telemetry follows its router
             or self.application.dependency_overrides
         ):
             await self.app(scope, receive, send)
