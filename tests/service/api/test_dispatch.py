@@ -122,6 +122,8 @@ CALLS = [
     Call("GET", "/v2"),
     Call("GET", "/healthz"),
     Call("GET", "/readyz"),
+    Call("GET", "/openapi.json"),  # a Starlette route: FastAPI's
+    Call("GET", "/docs"),
     # errors
     post("/v1/models/ae-7/encode", json=IMAGE),  # unknown model: 404 naming the known ones
     post("/v2/models/ae-7/infer", json=INFER),  # the protocol's error shape
@@ -132,16 +134,20 @@ CALLS = [
     post("/v1/models/ae-2/reconstruct?upscale=0", json=IMAGE),  # 422
     post("/v1/classify?fields=" + "x" * 600, json=IMAGE),  # FastAPI's own check of the declared parameter: 422
     post("/v1/classify?fields=nope", json=IMAGE),  # 422 naming the fields
+    post("/v1/classify?fields=" + "x" * 600, json=IMAGE, headers={"Accept": PNG}),  # the dependency first: 406
     post("/v1/models/ae-6/encode", json=IMAGE, headers={"Accept": "text/html"}),  # 406
     post("/v1/models/ae-6/encode", json=IMAGE, headers={"Accept": PNG}),  # encode has no PNG: 406
     raw("/v1/models/ae-6/encode", b"digits", "text/plain"),  # 415
     raw("/v1/models/ae-6/encode", b"%PDF-1.4 not an image", PNG),  # 415
-    raw("/v1/models/ae-6/encode", png_bytes(np.zeros((400, 400), np.uint8), compress_level=0), PNG),  # 413
+    raw(
+        "/v1/models/ae-6/encode", png_bytes(np.zeros((300, 300), np.uint8), compress_level=0), PNG
+    ),  # the file cap: 413
     raw("/v1/models/ae-6/encode", b"x" * 200_000, PNG),  # over the body cap: 413
     raw("/v1/models/ae-6/encode", npy(np.zeros((2, 5, 5), np.uint8)), NPY),  # 422
     Call("GET", "/v1/models/ae-6/encode"),  # 405
     Call("HEAD", "/v1/models/ae-6/encode"),  # 405
     Call("PUT", "/v1/classify"),  # 405
+    Call("HEAD", "/v1/models"),  # 405: a GET route takes no HEAD
     Call("POST", "/v1/nothing-here"),  # 404
     Call("GET", "/v1/models/ae-6/encode/"),  # no slash redirect: 404
 ]
@@ -239,6 +245,8 @@ KEYED_CALLS = [
     post("/v1/classify", json=IMAGE, headers={"Authorization": f"Bearer {KEY}", "Origin": ORIGIN}),
     post("/v1/classify", json=IMAGE, headers={"Origin": ORIGIN}),  # 401, with the CORS headers
     post("/v2/models/ae-6/infer", json=INFER),  # 401 in the protocol's shape
+    post("/v1/classify?fields=" + "x" * 600, json=IMAGE, headers={"Accept": PNG}),  # the key is checked first: 401
+    Call("GET", "/v1/models/Bad!", headers={"Authorization": f"Bearer {KEY}"}),  # then the name: 422
     post("/v2/models/ae-6/infer", json=INFER, headers={"Authorization": f"Bearer {KEY}"}),
     Call("GET", "/v1/models", headers={"Authorization": f"Bearer {KEY}"}),
     Call("GET", "/healthz", headers={"Origin": ORIGIN}),  # never behind a key
