@@ -124,6 +124,8 @@ CALLS = [
     Call("GET", "/readyz"),
     Call("GET", "/openapi.json"),  # a Starlette route: FastAPI's
     Call("GET", "/docs"),
+    Call("GET", "/"),  # the explorer's page: a file
+    Call("GET", "/explorer/main.js"),  # a mount: FastAPI's
     # errors
     post("/v1/models/ae-7/encode", json=IMAGE),  # unknown model: 404 naming the known ones
     post("/v2/models/ae-7/infer", json=INFER),  # the protocol's error shape
