@@ -294,6 +294,19 @@ def test_the_table_is_every_route_whose_declaration_it_can_answer(apps: tuple[Te
     assert ("/v1/classify", "POST") in table and ("/v2/models/{name}/infer", "POST") in table, table
     slow_paths = {c.context.path for c in route_table(fast.app.routes) if c.fast is None}  # type: ignore[attr-defined]
     assert {"/openapi.json", "/explorer"} <= slow_paths, slow_paths
+    running = dispatcher(fast)
+    live = {
+        (c.fast.route.path, method) for method, candidates in running.by_method.items() for c in candidates if c.fast
+    }
+    assert live == table, f"the running app's table is the one its routes give: {live ^ table}"
+
+
+def dispatcher(client: TestClient) -> FastDispatch:
+    """The FastDispatch in the running app's middleware stack."""
+    layer: Any = client.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(layer, FastDispatch):
+        layer = layer.app
+    return layer
 
 
 class Echo(BaseModel):
