@@ -357,6 +357,24 @@ def test_a_route_added_to_a_router_is_fast_with_no_other_edit_and_one_that_is_no
         assert app.state.in_flight.count == 0, "the in-flight count is back to zero"
 
 
+def test_an_unexpected_error_is_the_same_500(models_dir: Path) -> None:
+    broken = APIRouter(prefix="/v1")
+
+    @broken.post("/models/{name}/broken")
+    async def broken_route(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    answers = []
+    for fast in (True, False):
+        app = create_app(Settings(models_dir=models_dir, reload_interval_s=0, fast_dispatch=fast))
+        app.include_router(broken)
+        with TestClient(app) as client:
+            assert "/v1/models/{name}/broken" in {r.path for r in fast_routes(app.routes)}, "eligible"
+            answers.append(answer_of(post("/v1/models/ae-2/broken").send(client, "broken")))
+    assert answers[0][0] == 500 and b"internal_error" in answers[0][2], answers[0]
+    assert answers[0] == answers[1], f"fast {answers[0]} != slow {answers[1]}"
+
+
 def test_dependency_overrides_send_requests_through_fastapi(models_dir: Path) -> None:
     from service.api.deps import get_json_service
 
