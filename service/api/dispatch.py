@@ -1,7 +1,7 @@
 """Fast dispatch: a request to a route whose declaration needs none of FastAPI's per-request machinery goes straight
 to its handler.
 
-FastAPI's dispatch costs an inference request about a fifth of its event-loop time (the included routers matched in
+FastAPI's dispatch costs an inference request about a quarter of its event-loop time (the included routers matched in
 turn, `solve_dependencies` with next to nothing to solve, exit stacks and exception wrappers), and the inference
 routes use none of it: they read their own parameters and bodies (service/api/deps.py). `FastDispatch` sits
 innermost in the middleware stack (request context, CORS, the in-flight count and the body cap still run) and, when
