@@ -27,7 +27,8 @@ KSERVE := $(VENV)/kserve/bin/python
 INSTALL_INPUTS := pyproject.toml constraints.txt scripts/install.sh
 # Clients nobody here wrote, run against a real server by tests/clients/test_generated_clients.py: the OpenAPI
 # validator and openapi-python-client in a venv of their own (their pins are theirs), and openapi-typescript,
-# openapi-fetch and tsc from npm at the versions of clients/typescript/package-lock.json.
+# openapi-fetch and tsc from npm at the versions of clients/typescript/package-lock.json. The endpoint template in
+# clients/openapi-python-client/templates/ is this openapi-python-client version's, with one change: bump them together.
 OPENAPI_TOOLS_VERSIONS := openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
 OPENAPI_TOOLS := $(VENV)/openapi-tools/bin/openapi-python-client
 NODE_TOOLS := clients/typescript/node_modules/.package-lock.json

@@ -73,7 +73,7 @@ def post(base_url: str, model: str, operation: str, body: bytes) -> float:
     """Seconds for one bulk request, answered as one .npy; raises on anything but a whole 200 answer."""
     start = time.perf_counter()
     response = httpx.post(
-        f"{base_url}/v1/models/{model}/{operation}",
+        f"{base_url}/v1/models/{model}/{operation}/batch",
         content=body,
         headers={"Content-Type": "application/x-npy", "Accept": "application/x-npy"},
         timeout=300,

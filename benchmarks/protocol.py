@@ -53,7 +53,8 @@ def calls(model: str, images: np.ndarray) -> dict[str, Call]:
         }
     ).encode()
     v2_binary = header + images.tobytes()
-    v1, v2 = f"/v1/models/{model}/encode", f"/v2/models/{model}/infer"
+    single, batch, v2 = f"/v1/models/{model}/encode", f"/v1/models/{model}/encode/batch", f"/v2/models/{model}/infer"
+    v1 = single if n == 1 else batch
     json_type = {"Content-Type": "application/json"}
     return {
         **(
@@ -65,7 +66,7 @@ def calls(model: str, images: np.ndarray) -> dict[str, Call]:
             else {}
         ),
         "v1 .npy": lambda c: c.post(
-            v1, content=npy_body, headers={"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
+            batch, content=npy_body, headers={"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
         ),
         "v2 binary": lambda c: c.post(
             v2,

@@ -6,7 +6,8 @@ The folders are the layers, each importing only those below it (import-linter ch
     settings.py       every setting, from DIGITAE_* environment variables
     __main__.py       `python -m service`: uvicorn with the bounds of runtime/server.py
     wire.py           the bytes every layer writes: JSON, and the error envelope (the HTTP server's answers too)
-    api/              the HTTP API: routes by group, what they are given, keys, errors, OpenAPI, the explorer
+    api/              the HTTP API: routes by group, what they are given, keys, errors, OpenAPI, the explorer, and
+                      the fast dispatch that answers the routes needing nothing of FastAPI's per-request machinery
     middleware/       around every request: its id, access line and metrics; the in-flight count; the body cap
     codec/            wire formats: request and answer schemas, images in and out, .npy, answers, errors
     engine/           what the models compute, micro-batched, as traced graphs; knows nothing of HTTP

@@ -24,6 +24,7 @@ from service.api import generation, inference, models, v2
 from service.api.admin import admin
 from service.api.declarations import FIELDS_BY_PATH
 from service.api.deps import Service
+from service.api.dispatch import FastDispatch
 from service.api.errors import install_error_handlers
 from service.api.explorer import install_explorer
 from service.api.openapi import add_request_schemas, document_contract, document_deployment, document_fields
@@ -83,9 +84,9 @@ TAGS = [
 
 
 # What a browser client reads beside the model and trace headers: a .npy answer's layout, when to retry, how to
-# authenticate.
+# authenticate, and that a request form is deprecated (and what succeeds it).
 ARRAY_HEADERS = ("X-Array-Field", "X-Array-Columns")
-CLIENT_HEADERS = ("Retry-After", "WWW-Authenticate")
+CLIENT_HEADERS = ("Retry-After", "WWW-Authenticate", "Deprecation", "Link")
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -162,7 +163,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     # declared whatever the settings (one OpenAPI contract); without an admin key they are off (403)
     app.include_router(admin, dependencies=[Depends(require_admin_key)])
 
-    # outermost last: request context (id, log, metrics, last-resort 500) > CORS > in-flight count > body cap > app
+    # outermost last: request context (id, log, metrics, last-resort 500) > CORS > in-flight count > body cap >
+    # fast dispatch (the routes that need nothing of FastAPI's per-request machinery) > app
+    if settings.fast_dispatch:
+        app.add_middleware(FastDispatch, application=app)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, npy_max_bytes=settings.max_npy_request_bytes
     )

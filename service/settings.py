@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     microbatch_enabled: bool = Field(True, description="group concurrent requests into one forward pass")
     microbatch_max_size: int = Field(64, ge=1, le=4096, description="most items in one forward pass")
     microbatch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest wait for a batch to fill, in ms")
+    fast_dispatch: bool = Field(
+        True,
+        description="answer the routes that need none of FastAPI's per-request machinery (the inference routes) "
+        "straight from their handler, past FastAPI's router and dependency solving; false: everything through FastAPI",
+    )
     skip_bad_checkpoints: bool = Field(
         False, description="false: a bad checkpoint stops startup; true: it is skipped with a warning"
     )

@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import Request
 from starlette.responses import Response
 
+from service.api.declarations import successor_of
 from service.api.deps import ModelCall
 from service.codec.arrays import NPY, Release, images_from_npy, in_chunks, latents_from_npy, read_npy
 from service.codec.formats import answer_format
@@ -33,15 +34,19 @@ class BulkOperation(Generic[R]):
     rendering: Rendering[R]
 
 
-def takes_bulk(operation: BulkOperation[Any], model_call: Callable[[Request], ModelCall]) -> Callable[[Handler], Any]:
+def takes_bulk(
+    operation: BulkOperation[Any], model_call: Callable[[Request], ModelCall], *, deprecated: bool = False
+) -> Callable[[Handler], Any]:
     """The route: a `.npy` body goes to `answer_bulk`, any other to the operation's own handler, each given the
-    request's `model_call` (the model and the negotiated output)."""
+    request's `model_call` (the model and the negotiated output). On a single operation (`deprecated`), a `.npy`
+    body is the old form of its `/batch` route's: still answered, marked with its successor."""
 
     def route_of(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
             call = model_call(request)
             if media_type(request) == NPY:
-                return await answer_bulk(request, call, operation)
+                answer = await answer_bulk(request, call, operation)
+                return successor_of(request, answer) if deprecated else answer
             return await handler(request, call)
 
         route.__name__, route.__qualname__, route.__doc__ = handler.__name__, handler.__qualname__, handler.__doc__

@@ -8,6 +8,7 @@ reading), so FastAPI cannot see the body models; `request_body` documents them a
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,11 +20,15 @@ from service.catalog.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 from service.codec.arrays import NPY
 from service.codec.inputs import UPLOAD_FIELD, UPLOAD_TYPES, non_optional_model
 from service.codec.schemas import (
+    ClassifyBatchRequest,
     ClassifyRequest,
+    DecodeBatchRequest,
     DecodeRequest,
+    EncodeBatchRequest,
     EncodeRequest,
     InterpolateRequest,
     PriorSampleRequest,
+    ReconstructBatchRequest,
     ReconstructRequest,
     SampleRequest,
 )
@@ -32,12 +37,16 @@ from service.settings import Settings
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     EncodeRequest,
+    EncodeBatchRequest,
     ReconstructRequest,
+    ReconstructBatchRequest,
     DecodeRequest,
+    DecodeBatchRequest,
     SampleRequest,
     PriorSampleRequest,
     InterpolateRequest,
     ClassifyRequest,
+    ClassifyBatchRequest,
     InferenceRequest,  # the Open Inference Protocol's (service/api/v2.py)
 )
 _REF = "#/components/schemas/{model}"
@@ -54,8 +63,8 @@ def _examples(**examples: tuple[str, Any]) -> dict[str, dict[str, Any]]:
 ENCODE_EXAMPLES = _examples(
     image=("a digit image (PNG, base64)", IMAGE),
     pixels=("a digit as 28x28 pixels, 0-255", PIXELS),
-    batch=("a batch: answered with `results`", {"images": [IMAGE, PIXELS]}),
 )
+ENCODE_BATCH_EXAMPLES = _examples(batch=("two digits: answered with `results`", {"images": [IMAGE, PIXELS]}))
 RECONSTRUCT_EXAMPLES = _examples(
     image=("a digit image (PNG, base64)", IMAGE),
     pixels=("a digit as 28x28 pixels, 0-255", PIXELS),
@@ -68,12 +77,17 @@ RECONSTRUCT_EXAMPLES = _examples(
         "with an explicit occluding rectangle",
         {**IMAGE, "corruption": {"occlusion": {"rectangle": {"top": 4, "left": 4, "height": 10, "width": 20}}}},
     ),
-    batch=("a batch: answered with `results`", {"images": [IMAGE, PIXELS]}),
+)
+RECONSTRUCT_BATCH_EXAMPLES = _examples(
+    batch=("two digits: answered with `results`", {"images": [IMAGE, PIXELS]}),
+    noise=("both with gaussian noise", {"images": [IMAGE, PIXELS], "corruption": {"noise": {"std": 0.5}, "seed": 7}}),
 )
 DECODE_EXAMPLES = _examples(
     latent6=("a latent for a 6-dimensional model (ae-6, vae-6)", {"latent": [0.5, -0.3, 1.2, 0.0, -0.8, 0.4]}),
     latent2=("a latent for a 2-dimensional model (ae-2, vae-2)", {"latent": [0.5, -0.3]}),
-    batch2=("a batch for a 2-dimensional model", {"latents": [[0.0, 0.0], [1.0, -1.0], [-1.5, 0.5]]}),
+)
+DECODE_BATCH_EXAMPLES = _examples(
+    batch2=("three latents for a 2-dimensional model", {"latents": [[0.0, 0.0], [1.0, -1.0], [-1.5, 0.5]]}),
 )
 SAMPLE_EXAMPLES = _examples(
     digit=("8 samples around the centroid of 3", {"digit": 3, "sigma": 0.5, "n": 8, "seed": 0}),
@@ -152,8 +166,8 @@ def request_body(
 
 
 def document_fields(openapi: dict[str, Any], fields_by_path: dict[str, tuple[str, ...]]) -> None:
-    """Name each operation's valid `fields` in its parameter, and let its JSON answer be trimmed: beside each
-    result schema, the same schema with no field required (`...Fields`), which is what `fields` answers."""
+    """Name each operation's valid `fields` in its parameter, and let its JSON answer be trimmed: no field of a
+    result is required (a batch's `results` are), so one schema types a whole answer and a trimmed one alike."""
     schemas = openapi["components"]["schemas"]
     for path, valid in fields_by_path.items():
         for operation in openapi["paths"].get(path, {}).values():
@@ -167,30 +181,19 @@ def document_fields(openapi: dict[str, Any], fields_by_path: dict[str, tuple[str
                     }
                     parameter["style"], parameter["explode"] = "form", False
                     parameter["example"] = list(valid[:2])
-            json_answer = operation["responses"]["200"]["content"]["application/json"]
-            answer = json_answer["schema"]
-            branches = answer.pop("anyOf", None) or [dict(answer)]
-            answer.clear()
-            answer["anyOf"] = branches + [_trimmed(schemas, branch) for branch in branches]
+            answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            result = schemas[_name(answer)]
+            batch_items = result.get("properties", {}).get("results", {}).get("items")
+            if batch_items is not None:
+                result = schemas[_name(batch_items)]
+            if result.pop("required", None) is not None:
+                result["description"] = (
+                    f"{result.get('description', '')} Every field is sent unless `fields` names others.".strip()
+                )
 
 
-def _trimmed(schemas: dict[str, Any], schema: Any) -> Any:
-    """`schema` with every result model (`...Result`) it refers to replaced by its copy without `required`."""
-    if isinstance(schema, list):
-        return [_trimmed(schemas, item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    ref = schema.get("$ref", "")
-    name = ref.rsplit("/", 1)[-1]
-    if name.endswith("Result"):
-        trimmed = f"{name}Fields"
-        if trimmed not in schemas:
-            copy = {key: _trimmed(schemas, value) for key, value in schemas[name].items() if key != "required"}
-            copy["title"] = trimmed
-            copy["description"] = f"{name} trimmed by `fields`: only the fields named."
-            schemas[trimmed] = copy
-        return {**schema, "$ref": _REF.format(model=trimmed)}
-    return {key: _trimmed(schemas, value) for key, value in schema.items()}
+def _name(reference: dict[str, Any]) -> str:
+    return str(reference["$ref"]).rsplit("/", 1)[-1]
 
 
 def add_request_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
@@ -207,10 +210,10 @@ def add_request_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
 
 # The request lists a deployment caps at DIGITAE_MAX_BATCH (their `maxItems`), as (schema, property).
 BATCH_FIELDS = (
-    ("EncodeRequest", "images"),
-    ("ReconstructRequest", "images"),
-    ("DecodeRequest", "latents"),
-    ("ClassifyRequest", "images"),
+    ("EncodeBatchRequest", "images"),
+    ("ReconstructBatchRequest", "images"),
+    ("DecodeBatchRequest", "latents"),
+    ("ClassifyBatchRequest", "images"),
 )
 
 
@@ -223,9 +226,7 @@ def document_deployment(openapi: dict[str, Any], settings: Settings) -> None:
     schemas["SampleRequest"]["properties"]["sigma"]["maximum"] = settings.max_sigma
     schemas["InterpolateRequest"]["properties"]["steps"]["maximum"] = settings.max_interpolation_steps
     for model, field in BATCH_FIELDS:
-        for branch in schemas[model]["properties"][field]["anyOf"]:
-            if branch.get("type") == "array":
-                branch["maxItems"] = settings.max_batch
+        schemas[model]["properties"][field]["maxItems"] = settings.max_batch
     for operations in openapi["paths"].values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
@@ -244,12 +245,16 @@ OPERATION_IDS = {
     ("get", "/v1/models/{name}"): "getModel",
     ("get", "/v1/models/{name}/atlas"): "getAtlas",
     ("post", "/v1/models/{name}/encode"): "encode",
+    ("post", "/v1/models/{name}/encode/batch"): "encodeBatch",
     ("post", "/v1/models/{name}/reconstruct"): "reconstruct",
+    ("post", "/v1/models/{name}/reconstruct/batch"): "reconstructBatch",
     ("post", "/v1/models/{name}/decode"): "decode",
+    ("post", "/v1/models/{name}/decode/batch"): "decodeBatch",
     ("post", "/v1/models/{name}/sample"): "sample",
     ("post", "/v1/models/{name}/prior/sample"): "samplePrior",
     ("post", "/v1/models/{name}/interpolate"): "interpolate",
     ("post", "/v1/classify"): "classify",
+    ("post", "/v1/classify/batch"): "classifyBatch",
     ("post", "/admin/reload"): "reloadModels",
     ("get", "/v2"): "getServerMetadata",
     ("get", "/v2/health/live"): "getServerLive",
@@ -340,9 +345,10 @@ def document_contract(openapi: dict[str, Any]) -> None:
                     }
                     parameter.setdefault("examples", NAME_EXAMPLES)
     for schema in openapi["components"]["schemas"].values():
-        for field in schema.get("properties", {}).values():
-            if "default" in field and field["default"] is None:
-                del field["default"]
+        for form in (schema, *schema.get("oneOf", [])):  # a request's single-image forms (schemas.IMAGE_FORMS)
+            for field in form.get("properties", {}).values():
+                if "default" in field and field["default"] is None:
+                    del field["default"]
 
 
 # -- response examples -------------------------------------------------------------------------------
@@ -383,8 +389,29 @@ INTERPOLATE_RESPONSE = {
 }
 
 
-def ok_response(example: Any, *, png: str | None = None, npy: str | None = None) -> dict[int | str, dict[str, Any]]:
-    """The 200 answer's example, and (`png`, `npy`) the image/png and application/x-npy alternatives it offers."""
+def batch_of(example: dict[str, Any]) -> dict[str, Any]:
+    """A batch answer's example: `results`, each a single answer."""
+    return {"results": [example]}
+
+
+DEPRECATION_HEADERS = {
+    "Deprecation": {
+        "schema": {"type": "string", "enum": ["true"]},
+        "description": "with an answer to a deprecated request form (a batch or `.npy` body sent to a single "
+        "operation, still answered for one release): `true`",
+    },
+    "Link": {
+        "schema": {"type": "string"},
+        "description": 'with `Deprecation`: the operation to use instead, `</v1/.../batch>; rel="successor-version"`',
+    },
+}
+
+
+def ok_response(
+    example: Any, *, png: str | None = None, npy: str | None = None, deprecated_forms: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's example, (`png`, `npy`) the image/png and application/x-npy alternatives it offers, and
+    (`deprecated_forms`) the headers marking an answer to a deprecated request form."""
     content: dict[str, Any] = {"application/json": {"example": example}}
     description = "The result as JSON; images are base64 PNG strings. `fields` trims it to the fields named."
     if png is not None:
@@ -393,4 +420,7 @@ def ok_response(example: Any, *, png: str | None = None, npy: str | None = None)
     if npy is not None:
         content[NPY] = {"schema": {"type": "string", "format": "binary", "contentMediaType": NPY}}
         description += f" With `Accept: application/x-npy`: {npy}"
-    return {200: {"description": description, "content": content}}
+    response: dict[str, Any] = {"description": description, "content": content}
+    if deprecated_forms:
+        response["headers"] = deepcopy(DEPRECATION_HEADERS)
+    return {200: response}

@@ -31,7 +31,9 @@ from service.runtime.tracing import span
 from service.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
+Batch = TypeVar("Batch", bound=BaseModel)
 ImageModel = TypeVar("ImageModel", bound=ImageRequest)
+ImageBatchModel = TypeVar("ImageBatchModel", bound=ImageRequest)
 T = TypeVar("T")
 
 INLINE_DECODE_BYTES = 64 * 1024  # larger inputs are base64-decoded and opened in the decode pool, off the event loop
@@ -84,17 +86,62 @@ async def read_json(request: Request, model: type[Model], context: dict[str, Any
     return parse_json(await request.body(), model, context)
 
 
+async def read_json_or_batch(
+    request: Request, model: type[Model], batch: type[Batch], context: dict[str, Any]
+) -> Model | Batch:
+    """`read_json` for a single operation that still takes its batch form for one release (deprecated): a body
+    that `model` refuses for holding a field of `batch` (`images`, `latents`) is read as `batch`."""
+    kind = media_type(request)
+    if not is_json(kind):
+        return await read_json(request, model, context)
+    return parse_json_or_batch(await request.body(), model, batch, context)
+
+
+def parse_json_or_batch(body: bytes, model: type[Model], batch: type[Batch], context: dict[str, Any]) -> Model | Batch:
+    """The body as `model`, or as `batch` when `model` refuses it for holding a field only `batch` has. A single
+    request is validated once; only the deprecated batch form pays for a second validation."""
+    _check_body(body, context)
+    try:
+        return model.model_validate_json(body, context=context)
+    except ValidationError as exc:
+        batch_only = set(batch.model_fields) - set(model.model_fields)
+        if not any(error["type"] == "extra_forbidden" and error["loc"][0] in batch_only for error in exc.errors()):
+            raise invalid(exc) from None
+    try:
+        return batch.model_validate_json(body, context=context)
+    except ValidationError as exc:
+        single_only = set(model.model_fields) - set(batch.model_fields)
+        both = sorted(
+            str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden" and e["loc"][0] in single_only
+        )
+        if both:
+            names = ", ".join(repr(name) for name in sorted(single_only))
+            batched = ", ".join(repr(name) for name in sorted(batch_only))
+            message = (
+                f"give exactly one input ({names}) or a batch ({batched}, deprecated here: send it to the "
+                f"operation's /batch route), not both; got {', '.join(repr(name) for name in both)} beside the batch"
+            )
+            detail = [{"loc": [name], "msg": message, "type": "value_error"} for name in both]
+            raise ApiError(422, message, detail=detail) from None
+        raise invalid(exc) from None
+
+
 def parse_json(body: bytes, model: type[Model], context: dict[str, Any], where: tuple[str, ...] = ()) -> Model:
+    _check_body(body, context, where)
+    try:
+        return model.model_validate_json(body, context=context)
+    except ValidationError as exc:
+        raise invalid(exc, where) from None
+
+
+def _check_body(body: bytes, context: dict[str, Any], where: tuple[str, ...] = ()) -> None:
+    """Not empty, and (with the settings) not more values than a full batch can hold."""
     if not body.strip():
         place = f"'{where[-1]}' is" if where else "the request body is"
         raise ApiError(422, f"{place} empty; send a JSON object (/docs has examples)")
     settings = context.get("settings")
     if settings is not None:
         check_json_shape(body, settings)
-    try:
-        return model.model_validate_json(body, context=context)
-    except ValidationError as exc:
-        raise invalid(exc, where) from None
 
 
 def check_json_shape(body: bytes, settings: Settings) -> None:
@@ -138,17 +185,22 @@ class ImageSource:
 
 
 async def read_image_request(
-    request: Request, model: type[ImageModel], context: dict[str, Any], form_fields: tuple[str, ...] = ()
-) -> tuple[ImageModel, list[ImageSource]]:
-    """An image route's body: JSON (`model`), or multipart with the image in `file`.
+    request: Request,
+    model: type[ImageModel],
+    batch: type[ImageBatchModel],
+    context: dict[str, Any],
+    form_fields: tuple[str, ...] = (),
+) -> tuple[ImageModel | ImageBatchModel, list[ImageSource]]:
+    """A single image route's body: JSON (`model`, or for one more release its deprecated `batch` form), multipart
+    with the image in `file`, or the image itself.
 
     In a multipart body, each name in `form_fields` may carry that field of `model` as JSON text
     (e.g. `corruption`); the result is then a `model` with just those fields set.
     """
     kind = media_type(request)
     if is_json(kind):
-        body = parse_json(await request.body(), model, context)
-        return body, [ImageSource.of(item) for item in body.items]
+        body = parse_json_or_batch(await request.body(), model, batch, context)
+        return body, image_sources(body)
     if kind == "multipart/form-data":
         return await _read_multipart(request, model, context, form_fields)
     if kind in RAW_IMAGE_TYPES:
@@ -158,8 +210,21 @@ async def read_image_request(
         415,
         "send 'Content-Type: application/json' (image as base64 or pixels), 'multipart/form-data' "
         f"(the image file in the field '{UPLOAD_FIELD}'), the image itself ('Content-Type: image/png', "
-        f"'image/jpeg', ...) or an array ('application/x-npy'); got {clip(kind, 100) or 'no Content-Type'}",
+        f"'image/jpeg', ...); a .npy array ('application/x-npy') goes to the operation's /batch route; got "
+        f"{clip(kind, 100) or 'no Content-Type'}",
     )
+
+
+async def read_image_batch(
+    request: Request, batch: type[ImageBatchModel], context: dict[str, Any]
+) -> tuple[ImageBatchModel, list[ImageSource]]:
+    """A batch image route's JSON body (`images`: each `{image}` or `{pixels, scale}`)."""
+    body = await read_json(request, batch, context)
+    return body, image_sources(body)
+
+
+def image_sources(body: ImageRequest) -> list[ImageSource]:
+    return [ImageSource.of(item) for item in body.items]
 
 
 async def _read_multipart(

@@ -10,10 +10,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 IMAGE_FORMAT = "image-base64"  # the `format` of a JSON image field (an OpenAPI format is open-ended)
-PIXEL_RANGES = {"0-1": 1, "0-255": 255}
-NULL = {
-    "type": "null"
-}  # a property's schema for "absent or null"  # the largest pixel value each `scale` allows (as pixels_to_array checks)
+PIXEL_RANGES = {"0-1": 1, "0-255": 255}  # the largest pixel value each `scale` allows (as pixels_to_array checks)
+NULL = {"type": "null"}  # a property's schema for "absent or null"
 
 
 def _whole(value: Any) -> Any:
@@ -51,15 +49,26 @@ def exactly_one_of(*groups: tuple[str, ...]) -> Callable[[dict[str, Any]], None]
             for name in group[1:]:
                 broken.append(given(name) | {"properties": {name: _present(schema, name), group[0]: NULL}})
                 broken.append(given(group[0]) | {"properties": {group[0]: _present(schema, group[0]), name: NULL}})
-            if "scale" in group:  # pixels over the scale's range
-                for scale, top in PIXEL_RANGES.items():
-                    over = {"type": "array", "contains": {"type": "array", "contains": {"exclusiveMinimum": top}}}
-                    broken.append(
-                        {"required": ["pixels", "scale"], "properties": {"scale": {"const": scale}, "pixels": over}}
-                    )
+            if "scale" in group:
+                broken += pixels_over_their_scale()
         schema["not"] = {"anyOf": broken}
 
     return declare
+
+
+def pixels_over_their_scale() -> list[dict[str, Any]]:
+    """The requests whose `pixels` exceed the range their `scale` allows (as pixels_to_array checks), one schema
+    each, for a `not`."""
+    return [
+        {
+            "required": ["pixels", "scale"],
+            "properties": {
+                "scale": {"const": scale},
+                "pixels": {"type": "array", "contains": {"type": "array", "contains": {"exclusiveMinimum": top}}},
+            },
+        }
+        for scale, top in PIXEL_RANGES.items()
+    ]
 
 
 def at_least_one_of(*names: str) -> Callable[[dict[str, Any]], None]:

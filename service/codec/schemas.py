@@ -7,6 +7,7 @@ validation context {"settings": Settings, "latent_dim": int}, so every violation
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Self
 
 import torch
@@ -15,7 +16,14 @@ from torch import Tensor
 
 from models.corruptions import CorruptionPlan, GaussianNoise, Occlusion, draw_seed
 from models.networks import SIDE
-from service.codec.schema_rules import IMAGE_FORMAT, WHOLE, WholeNumber, at_least_one_of, exactly_one_of
+from service.codec.schema_rules import (
+    IMAGE_FORMAT,
+    WHOLE,
+    WholeNumber,
+    at_least_one_of,
+    exactly_one_of,
+    pixels_over_their_scale,
+)
 
 LATENT_LIMIT = 1e6  # larger latent values overflow float32 inside the decoder
 BATCH_CEILING = 4096  # the most items a batch list can hold under any setting (max_batch's own upper bound)
@@ -87,10 +95,53 @@ ImageText = Annotated[
 ]
 
 
-class ImageItem(RequestModel):
+IMAGE_FORMS = (("image",), ("pixels", "scale"))  # the two ways to send one image
+
+
+def _one_image_form(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON schema of a model taking one image: exactly one of `{image}` or `{pixels, scale}`, a `oneOf` of two
+    closed objects (each with the model's other fields), which is what the validators check and what client
+    generators type as a union; and `pixels` within their `scale`'s range (a `not`, which generators leave alone)."""
+    properties = schema.pop("properties")
+    others = {name: value for name, value in properties.items() if name not in ("image", "pixels", "scale")}
+    for key in ("type", "required", "additionalProperties"):
+        schema.pop(key, None)
+    schema["oneOf"] = [
+        {
+            "type": "object",
+            "title": f"{model.__name__}With{form[0].title()}",
+            "properties": {**{name: _not_null(properties[name]) for name in form}, **others},
+            "required": list(form),
+            "additionalProperties": False,
+        }
+        for form in IMAGE_FORMS
+    ]
+    schema["not"] = {"anyOf": pixels_over_their_scale()}
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema (`anyOf: [X, null]`) as X, for a form in which the field is required."""
+    outer = {key: value for key, value in schema.items() if key not in ("anyOf", "default", "title")}
+    present = [branch for branch in schema.get("anyOf", [schema]) if branch.get("type") != "null"]
+    return {**present[0], **outer}
+
+
+class ImageRequest(RequestModel):
+    """What an image route reads: its images (`items`), and whether they came as a batch (answered `results`)."""
+
+    @property
+    def items(self) -> Sequence[ImageItem]:
+        raise NotImplementedError
+
+    @property
+    def is_batch(self) -> bool:
+        raise NotImplementedError
+
+
+class ImageItem(ImageRequest):
     """One image: `image` (base64 file) or `pixels` with their `scale`."""
 
-    model_config = ConfigDict(json_schema_extra=exactly_one_of(("image",), ("pixels", "scale")))
+    model_config = ConfigDict(json_schema_extra=_one_image_form)
 
     image: ImageText | None = None
     pixels: Pixels | None = None
@@ -98,35 +149,32 @@ class ImageItem(RequestModel):
 
     @model_validator(mode="after")
     def _one_image(self) -> Self:
-        _check_one_image(self.image, self.pixels, self.scale)
+        given = [name for name, value in (("image", self.image), ("pixels", self.pixels)) if value is not None]
+        if len(given) != 1:
+            got = " and ".join(given) if given else "none"
+            raise ValueError(f"give exactly one of 'image' or 'pixels' (with 'scale'); got {got}")
+        if self.pixels is not None and self.scale is None:
+            raise ValueError("'pixels' needs 'scale': '0-1' or '0-255'")
+        if self.pixels is None and self.scale is not None:
+            raise ValueError("'scale' goes with 'pixels' only")
         return self
 
+    @property
+    def items(self) -> Sequence[ImageItem]:
+        return (self,)
 
-def _check_one_image(image: Any, pixels: Any, scale: Any, batch: Any = None, *, with_batch: bool = False) -> None:
-    candidates = [("image", image), ("pixels", pixels)] + ([("images", batch)] if with_batch else [])
-    given = [name for name, value in candidates if value is not None]
-    if len(given) != 1:
-        choices = "'image', 'pixels' (with 'scale') or 'images'" if with_batch else "'image' or 'pixels' (with 'scale')"
-        raise ValueError(f"give exactly one of {choices}; got {' and '.join(given) if given else 'none'}")
-    if pixels is not None and scale is None:
-        raise ValueError("'pixels' needs 'scale': '0-1' or '0-255'")
-    if pixels is None and scale is not None:
-        raise ValueError("'scale' goes with 'pixels' only")
+    @property
+    def is_batch(self) -> bool:
+        return False
 
 
-class ImageRequest(RequestModel):
-    """One image (`image` or `pixels` + `scale`) or a batch (`images`, a list of such objects)."""
+class ImageBatch(ImageRequest):
+    """A batch of images (`images`), answered with `results` in order."""
 
-    model_config = ConfigDict(json_schema_extra=exactly_one_of(("image",), ("pixels", "scale"), ("images",)))
-
-    image: ImageText | None = None
-    pixels: Pixels | None = None
-    scale: Scale | None = Field(None, description="the range of `pixels`: '0-1' or '0-255' (required with pixels)")
-    images: list[ImageItem] | None = Field(
-        None,
+    images: list[ImageItem] = Field(
         min_length=1,
         max_length=BATCH_CEILING,
-        description="a batch: up to max_batch images; the answer is `results`, in order",
+        description="up to max_batch images, each `{image}` or `{pixels, scale}`; the answer is `results`, in order",
     )
 
     @field_validator("images", mode="before")
@@ -134,28 +182,29 @@ class ImageRequest(RequestModel):
     def _batch_cap(cls, images: Any, info: ValidationInfo) -> Any:
         return _batch_within_cap(images, info)
 
-    @model_validator(mode="after")
-    def _one_input(self) -> Self:
-        _check_one_image(self.image, self.pixels, self.scale, self.images, with_batch=True)
-        return self
-
     @property
-    def items(self) -> list[ImageItem]:
-        if self.images is not None:
-            return self.images
-        return [ImageItem.model_construct(image=self.image, pixels=self.pixels, scale=self.scale)]
+    def items(self) -> Sequence[ImageItem]:
+        return self.images
 
     @property
     def is_batch(self) -> bool:
-        return self.images is not None
+        return True
 
 
-class EncodeRequest(ImageRequest):
-    pass
+class EncodeRequest(ImageItem):
+    """One image to encode: `{image}` or `{pixels, scale}` (a batch goes to `/encode/batch`)."""
 
 
-class ClassifyRequest(ImageRequest):
-    pass
+class EncodeBatchRequest(ImageBatch):
+    """Images to encode, answered with `results`."""
+
+
+class ClassifyRequest(ImageItem):
+    """One image to classify: `{image}` or `{pixels, scale}` (a batch goes to `/classify/batch`)."""
+
+
+class ClassifyBatchRequest(ImageBatch):
+    """Images to classify, answered with `results`."""
 
 
 class NoiseSpec(RequestModel):
@@ -235,20 +284,47 @@ class CorruptionSpec(RequestModel):
         return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
 
 
-class ReconstructRequest(ImageRequest):
-    corruption: CorruptionSpec | None = Field(
-        None, description="optional corruption applied before the model sees the image (to every image of a batch)"
-    )
+CORRUPTION_DESCRIPTION = "optional corruption applied before the model sees the image"
+
+
+class ReconstructRequest(ImageItem):
+    """One image to reconstruct: `{image}` or `{pixels, scale}`, with an optional `corruption` (a batch goes to
+    `/reconstruct/batch`)."""
+
+    corruption: CorruptionSpec | None = Field(None, description=CORRUPTION_DESCRIPTION)
+
+
+class ReconstructBatchRequest(ImageBatch):
+    """Images to reconstruct, answered with `results`."""
+
+    corruption: CorruptionSpec | None = Field(None, description=f"{CORRUPTION_DESCRIPTION} (to every image)")
 
 
 class DecodeRequest(RequestModel):
-    """One `latent` or a batch of `latents`."""
+    """One `latent` to decode (a batch goes to `/decode/batch`)."""
 
-    model_config = ConfigDict(json_schema_extra=exactly_one_of(("latent",), ("latents",)))
+    latent: Latent
 
-    latent: Latent | None = None
-    latents: list[Latent] | None = Field(
-        None, min_length=1, max_length=BATCH_CEILING, description="a batch: up to max_batch latents"
+    @field_validator("latent")
+    @classmethod
+    def _latent_length(cls, latent: list[float], info: ValidationInfo) -> list[float]:
+        _check_latent_length(latent, info)
+        return latent
+
+    @property
+    def latents(self) -> list[list[float]]:
+        return [self.latent]
+
+    @property
+    def is_batch(self) -> bool:
+        return False
+
+
+class DecodeBatchRequest(RequestModel):
+    """`latents` to decode, answered with `results`."""
+
+    latents: list[Latent] = Field(
+        min_length=1, max_length=BATCH_CEILING, description="up to max_batch latents; the answer is `results`, in order"
     )
 
     @field_validator("latents", mode="before")
@@ -256,29 +332,19 @@ class DecodeRequest(RequestModel):
     def _batch_cap(cls, latents: Any, info: ValidationInfo) -> Any:
         return _batch_within_cap(latents, info)
 
-    @field_validator("latent")
-    @classmethod
-    def _latent_length(cls, latent: list[float] | None, info: ValidationInfo) -> list[float] | None:
-        if latent is not None:
-            _check_latent_length(latent, info)
-        return latent
-
     @field_validator("latents")
     @classmethod
-    def _latents(cls, latents: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
-        if latents is not None:
-            for index, latent in enumerate(latents):
-                try:
-                    _check_latent_length(latent, info)
-                except ValueError as exc:
-                    raise ValueError(f"latents[{index}]: {exc}") from None
+    def _latents(cls, latents: list[list[float]], info: ValidationInfo) -> list[list[float]]:
+        for index, latent in enumerate(latents):
+            try:
+                _check_latent_length(latent, info)
+            except ValueError as exc:
+                raise ValueError(f"latents[{index}]: {exc}") from None
         return latents
 
-    @model_validator(mode="after")
-    def _one_input(self) -> Self:
-        if (self.latent is None) == (self.latents is None):
-            raise ValueError("give exactly one of 'latent' or 'latents'")
-        return self
+    @property
+    def is_batch(self) -> bool:
+        return True
 
 
 class PriorSampleRequest(RequestModel):

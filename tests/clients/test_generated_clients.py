@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
 
 from models.checkpoint import DEFAULT_CHECKPOINTS_DIR
 from service.api.openapi import BATCH_FIELDS, OPERATION_IDS
@@ -32,8 +33,10 @@ from service.settings import Settings
 from tests.support import REPO_ROOT, ServerProcess
 
 OPENAPI_TOOLS = REPO_ROOT / ".venv" / "openapi-tools" / "bin"
+GENERATOR_SETTINGS = REPO_ROOT / "clients" / "openapi-python-client"
 TYPESCRIPT = REPO_ROOT / "clients" / "typescript"
 TWO = REPO_ROOT / "examples" / "two.png"
+DIGITS = REPO_ROOT / "examples" / "digits.npy"  # 10 MNIST digits, 10 x 28 x 28 uint8
 KEYED_WITH_OTHER_CAPS = {
     "api_keys": ["a-client-key-0001"],
     "admin_key": "an-admin-key-000000001",
@@ -77,8 +80,7 @@ def without_caps(document: dict[str, Any]) -> dict[str, Any]:
     del schemas["SampleRequest"]["properties"]["sigma"]["maximum"]
     del schemas["InterpolateRequest"]["properties"]["steps"]["maximum"]
     for model, field in BATCH_FIELDS:
-        for branch in schemas[model]["properties"][field]["anyOf"]:
-            branch.pop("maxItems", None)
+        del schemas[model]["properties"][field]["maxItems"]
     for operations in copy["paths"].values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
@@ -150,24 +152,92 @@ def test_operations_are_named_keyed_and_typed_for_generators(spec: dict[str, Any
     assert (fields["style"], fields["explode"]) == ("form", False)
 
 
+SINGLE_AND_BATCH = {
+    "/v1/models/{name}/encode": ("EncodeRequest", "EncodeResult", "EncodeBatchRequest", "EncodeBatchResult"),
+    "/v1/models/{name}/reconstruct": (
+        "ReconstructRequest",
+        "ReconstructResult",
+        "ReconstructBatchRequest",
+        "ReconstructBatchResult",
+    ),
+    "/v1/models/{name}/decode": ("DecodeRequest", "DecodeResult", "DecodeBatchRequest", "DecodeBatchResult"),
+    "/v1/classify": ("ClassifyRequest", "ClassifyResult", "ClassifyBatchRequest", "ClassifyBatchResult"),
+}
+
+
+def schema_of(spec: dict[str, Any], name: str) -> Draft202012Validator:
+    """A validator for the component `name`, its references resolved in the document."""
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": spec["components"]})
+
+
+def json_schema(content: dict[str, Any]) -> str:
+    return str(content["application/json"]["schema"]["$ref"]).rsplit("/", 1)[-1]
+
+
+@pytest.mark.parametrize("path", list(SINGLE_AND_BATCH))
+def test_single_and_batch_operations_are_declared_apart(spec: dict[str, Any], path: str) -> None:
+    request, result, batch_request, batch_result = SINGLE_AND_BATCH[path]
+    single, batch = spec["paths"][path]["post"], spec["paths"][f"{path}/batch"]["post"]
+    assert json_schema(single["requestBody"]["content"]) == request
+    assert json_schema(batch["requestBody"]["content"]) == batch_request
+    assert json_schema(single["responses"]["200"]["content"]) == result, "a single answer is the result alone"
+    assert json_schema(batch["responses"]["200"]["content"]) == batch_result, "a batch answer is `results` alone"
+    schemas = spec["components"]["schemas"]
+    assert "required" not in schemas[result], "a result trimmed by `fields` must match the result's schema"
+    assert schemas[batch_result]["required"] == ["results"]
+    assert {"Deprecation", "Link"} <= set(single["responses"]["200"]["headers"]), "the deprecated forms' headers"
+    if path != "/v1/classify":
+        assert "application/x-npy" in batch["requestBody"]["content"], "a .npy body goes to the batch operation"
+        for answers in (single["responses"]["200"]["content"], batch["responses"]["200"]["content"]):
+            assert answers["application/x-npy"]["schema"]["format"] == "binary"
+    if path != "/v1/models/{name}/decode":
+        assert single["requestBody"]["content"]["image/png"]["schema"] == {"type": "string", "format": "binary"}
+        upload = single["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["file"]
+        assert upload["format"] == "binary"
+
+    image = {"image": "iVBORw0KGgo="}
+    pixels = {"pixels": [[0] * 28] * 28, "scale": "0-255"}
+    batched = {"images": [image, pixels]} if path != "/v1/models/{name}/decode" else {"latents": [[0.0, 1.0]]}
+    one = (image, pixels) if path != "/v1/models/{name}/decode" else ({"latent": [0.0, 1.0]},)
+    for body in one:
+        assert schema_of(spec, request).is_valid(body), f"{request} takes {list(body)}"
+        assert not schema_of(spec, batch_request).is_valid(body), f"{batch_request} refuses {list(body)}"
+    assert not schema_of(spec, request).is_valid(batched), f"{request} refuses a batch"
+    assert schema_of(spec, batch_request).is_valid(batched), f"{batch_request} takes a batch"
+    if path != "/v1/models/{name}/decode":
+        assert not schema_of(spec, request).is_valid({**image, **pixels}), "exactly one input form"
+        assert not schema_of(spec, request).is_valid({**image, "scale": "0-1"}), "`scale` goes with `pixels` only"
+
+
 PYTHON_PROGRAM = """
-import base64, sys
+import base64, io, sys
+import numpy as np
 from digitae_api import AuthenticatedClient
-from digitae_api.api.inference import classify, decode, encode, reconstruct
+from digitae_api.api.inference import (
+    classify, classify_batch, decode, decode_batch, encode, encode_batch, reconstruct, reconstruct_batch,
+)
 from digitae_api.api.generation import interpolate, sample
 from digitae_api.api.models import get_atlas, get_model, list_models
 from digitae_api.api.operations import get_health, get_readiness
 from digitae_api.models import (
-    DecodeRequest, EncodeFieldsItem, EncodeFilesBody, EncodeRequest, EncodeResult, EncodeResultFields,
-    ErrorResponse, ClassifyRequest, ClassifyResult, InterpolateRequest, ReconstructRequest, SampleRequest,
+    ClassifyBatchRequest, ClassifyBatchResult, ClassifyRequestWithImage, ClassifyResult, DecodeBatchRequest,
+    DecodeBatchResult, DecodeRequest, DecodeResult, EncodeBatchRequest, EncodeBatchResult, EncodeFieldsItem,
+    EncodeFilesBody, EncodeRequestWithImage, EncodeRequestWithPixels, EncodeRequestWithPixelsScale, EncodeResult,
+    ErrorResponse, ImageItemWithImage, ImageItemWithPixels, ImageItemWithPixelsScale, InterpolateRequest,
+    ReconstructBatchRequest, ReconstructBatchResult, ReconstructRequestWithImage, ReconstructResult, SampleRequest,
 )
 from digitae_api.types import File
 
-url, digit_path = sys.argv[1], sys.argv[2]
+url, digit_path, digits_path = sys.argv[1], sys.argv[2], sys.argv[3]
 png = open(digit_path, "rb").read()
+npy = open(digits_path, "rb").read()  # 10 digits, 10 x 28 x 28 uint8
 image = base64.b64encode(png).decode()
+PNG_SIGNATURE = b"\\x89PNG\\r\\n\\x1a\\n"
 # a keyless service takes any token: the same generated client serves a keyed and an open deployment
 client = AuthenticatedClient(base_url=url, token="unused", raise_on_unexpected_status=True)
+# binary answers are asked for with Accept, on clients of their own (with_headers would change `client`'s too)
+png_client = AuthenticatedClient(base_url=url, token="unused", headers={"Accept": "image/png"})
+npy_client = AuthenticatedClient(base_url=url, token="unused", headers={"Accept": "application/x-npy"})
 
 assert get_health.sync(client=client) is not None
 assert get_readiness.sync_detailed(client=client).status_code == 200
@@ -176,33 +246,69 @@ assert "ae-6" in names and "vae-2" in names, names
 assert get_model.sync("ae-6", client=client).latent_dim == 6
 assert get_atlas.sync_detailed("ae-2", client=client).status_code == 200
 
-as_json = encode.sync("ae-6", client=client, body=EncodeRequest(image=image))
+# single operations: one input, one result (each input form typed on its own)
+as_json = encode.sync("ae-6", client=client, body=EncodeRequestWithImage(image=image))
 assert isinstance(as_json, EncodeResult) and as_json.nearest_digit == 2, as_json
+pixels = np.load(io.BytesIO(npy))[2].tolist()
+as_pixels = encode.sync(
+    "ae-6", client=client, body=EncodeRequestWithPixels(pixels=pixels, scale=EncodeRequestWithPixelsScale.VALUE_1)
+)
+assert isinstance(as_pixels, EncodeResult) and as_pixels.nearest_digit == 2, as_pixels
 uploaded = encode.sync(
     "ae-6", client=client, body=EncodeFilesBody(file=File(payload=png, file_name="two.png", mime_type="image/png"))
 )
 assert isinstance(uploaded, EncodeResult) and uploaded.nearest_digit == 2, uploaded
+raw = encode.sync("ae-6", client=client, body=File(payload=png, mime_type="image/png"))  # Content-Type: image/png
+assert isinstance(raw, EncodeResult) and raw.nearest_digit == 2, raw
 trimmed = encode.sync(
-    "ae-6", client=client, body=EncodeRequest(image=image),
+    "ae-6", client=client, body=EncodeRequestWithImage(image=image),
     fields=[EncodeFieldsItem.NEAREST_DIGIT, EncodeFieldsItem.LATENT],
 )
-assert isinstance(trimmed, EncodeResultFields) and trimmed.nearest_digit == 2, trimmed
+assert isinstance(trimmed, EncodeResult) and trimmed.nearest_digit == 2, trimmed
 assert set(trimmed.to_dict()) == {"nearest_digit", "latent"}, trimmed.to_dict()
 
-rebuilt = reconstruct.sync("vae-2", client=client, body=ReconstructRequest(image=image))
-assert base64.b64decode(rebuilt.image)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+rebuilt = reconstruct.sync("vae-2", client=client, body=ReconstructRequestWithImage(image=image))
+assert isinstance(rebuilt, ReconstructResult) and base64.b64decode(rebuilt.image)[:8] == PNG_SIGNATURE
 decoded = decode.sync("ae-6", client=client, body=DecodeRequest(latent=as_json.latent))
-assert base64.b64decode(decoded.image)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+assert isinstance(decoded, DecodeResult) and base64.b64decode(decoded.image)[:8] == PNG_SIGNATURE
+verdict = classify.sync(client=client, body=ClassifyRequestWithImage(image=image))
+assert isinstance(verdict, ClassifyResult) and verdict.digit == 2, verdict
+
+# a PNG answer, read as bytes
+as_png = reconstruct.sync_detailed(
+    "vae-2", client=png_client, body=ReconstructRequestWithImage(image=image)
+)
+assert as_png.status_code == 200 and as_png.content[:8] == PNG_SIGNATURE and as_png.parsed is None, as_png
+
+# batch operations: their own request and answer types
+items = [ImageItemWithImage(image=image), ImageItemWithPixels(pixels=pixels, scale=ImageItemWithPixelsScale.VALUE_1)]
+batch = encode_batch.sync("ae-6", client=client, body=EncodeBatchRequest(images=items))
+assert isinstance(batch, EncodeBatchResult) and [r.nearest_digit for r in batch.results] == [2, 2], batch
+rebuilt_batch = reconstruct_batch.sync("ae-6", client=client, body=ReconstructBatchRequest(images=items))
+assert isinstance(rebuilt_batch, ReconstructBatchResult) and len(rebuilt_batch.results) == 2, rebuilt_batch
+latents = [as_json.latent, as_pixels.latent]
+decoded_batch = decode_batch.sync("ae-6", client=client, body=DecodeBatchRequest(latents=latents))
+assert isinstance(decoded_batch, DecodeBatchResult) and len(decoded_batch.results) == 2, decoded_batch
+verdicts = classify_batch.sync(client=client, body=ClassifyBatchRequest(images=items))
+assert isinstance(verdicts, ClassifyBatchResult) and [v.digit for v in verdicts.results] == [2, 2], verdicts
+
+# a .npy body (Content-Type: application/x-npy), answered as JSON results or, asked for, as a .npy array
+bulk = encode_batch.sync("ae-6", client=client, body=File(payload=npy, mime_type="application/x-npy"))
+assert isinstance(bulk, EncodeBatchResult) and len(bulk.results) == 10 and bulk.results[2].nearest_digit == 2, bulk
+as_npy = encode_batch.sync_detailed(
+    "ae-6", client=npy_client, body=File(payload=npy)
+)
+codes = np.load(io.BytesIO(as_npy.content))
+assert as_npy.status_code == 200 and as_npy.parsed is None and codes.shape == (10, 6), (as_npy, codes.shape)
+
 drawn = sample.sync("vae-2", client=client, body=SampleRequest(digit=3, n=4, seed=0))
 assert len(drawn.images) == 4
 path = interpolate.sync("ae-2", client=client, body=InterpolateRequest.from_dict(
     {"from": {"digit": 1}, "to": {"digit": 7}, "steps": 5}
 ))
 assert len(path.images) == 5
-verdict = classify.sync(client=client, body=ClassifyRequest(image=image))
-assert isinstance(verdict, ClassifyResult) and verdict.digit == 2, verdict
 
-unknown = encode.sync_detailed("no-such-model", client=client, body=EncodeRequest(image=image))
+unknown = encode.sync_detailed("no-such-model", client=client, body=EncodeRequestWithImage(image=image))
 assert unknown.status_code == 404 and isinstance(unknown.parsed, ErrorResponse), unknown
 assert unknown.parsed.error.code == "not_found" and "ae-6" in unknown.parsed.error.message
 print("generated Python client: every call answered as declared")
@@ -216,7 +322,11 @@ def generated_python_client(spec: dict[str, Any], tmp_path_factory: pytest.TempP
     root = tmp_path_factory.mktemp("generated")
     (root / "openapi.json").write_text(json.dumps(spec))
     generated = subprocess.run(
-        [generator, "generate", "--path", "openapi.json", "--meta", "none", "--output-path", "digitae_api"],
+        [
+            *(generator, "generate", "--path", "openapi.json", "--meta", "none", "--output-path", "digitae_api"),
+            *("--config", GENERATOR_SETTINGS / "config.yaml"),
+            *("--custom-template-path", GENERATOR_SETTINGS / "templates"),
+        ],
         cwd=root,
         capture_output=True,
         text=True,
@@ -241,7 +351,7 @@ def run_python(program: str, generated: Path, *args: str) -> str:
 
 
 def test_a_generated_python_client_works_at_the_first_try(generated_python_client: Path, server: ServerProcess) -> None:
-    answered = run_python(textwrap.dedent(PYTHON_PROGRAM), generated_python_client, server.url, str(TWO))
+    answered = run_python(textwrap.dedent(PYTHON_PROGRAM), generated_python_client, server.url, str(TWO), str(DIGITS))
     assert "every call answered as declared" in answered
 
 
@@ -261,23 +371,66 @@ import type { paths } from "./digitae.js";
 declare const process: { argv: string[] }; // the one Node API used: no @types/node needed
 const client = createClient<paths>({ baseUrl: process.argv[2] });
 const image = process.argv[3]; // the digit, a PNG as base64
+const png = Uint8Array.from(atob(image), (c) => c.charCodeAt(0));
+const npy = Uint8Array.from(atob(process.argv[4]), (c) => c.charCodeAt(0)); // 10 digits, 10 x 28 x 28 uint8
+const asBytes = (body: unknown) => body as BodyInit; // a binary body (`format: binary`), sent as it is
+const PNG = [0x89, 0x50, 0x4e, 0x47];
 
+// a single answer is typed as one result, not a union with the batch's
 const encoded = await client.POST("/v1/models/{name}/encode", {
   params: { path: { name: "ae-6" } },
   body: { image },
 });
-// the 200 answer is JSON or (Accept: application/x-npy) bytes, typed string: JSON is the object
 const encoding = encoded.data;
-if (typeof encoding !== "object" || !("latent" in encoding) || encoding.latent === undefined) {
+if (encoding === undefined || typeof encoding === "string" || encoding.latent === undefined) {
   throw new Error(`encode: ${JSON.stringify(encoded.error)}`);
+}
+const raw = await client.POST("/v1/models/{name}/encode", {
+  params: { path: { name: "ae-6" } },
+  body: png as unknown as string, // the PNG file itself, `Content-Type: image/png`
+  bodySerializer: asBytes,
+  headers: { "Content-Type": "image/png" },
+});
+if (typeof raw.data !== "object" || raw.data.nearest_digit !== 2) {
+  throw new Error(`a raw PNG body: ${JSON.stringify(raw.error ?? raw.data)}`);
 }
 const decoded = await client.POST("/v1/models/{name}/decode", {
   params: { path: { name: "ae-6" } },
   body: { latent: encoding.latent },
 });
-if (typeof decoded.data !== "object" || !("image" in decoded.data)) {
+if (typeof decoded.data !== "object" || decoded.data.image === undefined) {
   throw new Error(`decode: ${JSON.stringify(decoded.error)}`);
 }
+const asPng = await client.POST("/v1/models/{name}/decode", {
+  params: { path: { name: "ae-6" } },
+  body: { latent: encoding.latent },
+  headers: { Accept: "image/png" },
+  parseAs: "arrayBuffer",
+});
+if (asPng.data === undefined || !PNG.every((byte, i) => new Uint8Array(asPng.data)[i] === byte)) {
+  throw new Error(`a PNG answer: ${asPng.response.status}`);
+}
+
+// a batch answer is typed as `results`
+const batch = await client.POST("/v1/models/{name}/encode/batch", {
+  params: { path: { name: "ae-6" } },
+  body: { images: [{ image }, { image }] },
+});
+if (typeof batch.data !== "object") throw new Error(`encode batch: ${JSON.stringify(batch.error)}`);
+const digits = batch.data.results.map((result) => result.nearest_digit);
+if (digits.join() !== "2,2") throw new Error(`encode batch: ${JSON.stringify(digits)}`);
+const verdicts = await client.POST("/v1/classify/batch", { body: { images: [{ image }] } });
+if (verdicts.data?.results[0]?.digit !== 2) throw new Error(`classify batch: ${JSON.stringify(verdicts.error)}`);
+const bulk = await client.POST("/v1/models/{name}/encode/batch", {
+  params: { path: { name: "ae-6" } },
+  body: npy as unknown as string, // a .npy array, `Content-Type: application/x-npy`
+  bodySerializer: asBytes,
+  headers: { "Content-Type": "application/x-npy", Accept: "application/x-npy" },
+  parseAs: "arrayBuffer",
+});
+const header = bulk.data === undefined ? "" : new TextDecoder().decode(bulk.data.slice(0, 128));
+if (!header.includes("'shape': (10, 6)")) throw new Error(`a .npy answer: ${bulk.response.status} ${header}`);
+
 const unknown = await client.POST("/v1/models/{name}/decode", {
   params: { path: { name: "no-such-model" } },
   body: { latent: [0, 0] },
@@ -285,7 +438,7 @@ const unknown = await client.POST("/v1/models/{name}/decode", {
 if (unknown.response.status !== 404 || unknown.error?.error.code !== "not_found") {
   throw new Error(`the error: ${unknown.response.status}`);
 }
-console.log(`generated TypeScript types: nearest digit ${encoding.nearest_digit}, decode and error as declared`);
+console.log(`generated TypeScript types: nearest digit ${encoding.nearest_digit}, all as declared`);
 """
 
 
@@ -311,5 +464,6 @@ def test_typescript_types_compile_strictly_and_call_the_server(
     run(node_bin / "openapi-typescript", "openapi.json", "--output", "digitae.ts")
     strict = ["--strict", "--target", "es2022", "--lib", "es2022,dom", "--module", "nodenext"]
     run(node_bin / "tsc", *strict, "--skipLibCheck", "--outDir", "out", "program.ts", "digitae.ts")
-    answered = run(node or "node", "out/program.js", server.url, base64.b64encode(TWO.read_bytes()).decode())
+    digit, digits = (base64.b64encode(path.read_bytes()).decode() for path in (TWO, DIGITS))
+    answered = run(node or "node", "out/program.js", server.url, digit, digits)
     assert "nearest digit 2" in answered, answered

@@ -81,6 +81,8 @@ def test_reconstruct_with_a_corruption_decode_sample_interpolate_classify(digita
     noisy = digitae.reconstruct("vae-2", TWO, corruption={"noise": {"std": 0.5}, "seed": 7})
     assert isinstance(noisy, Reconstruction) and noisy.corruption is not None and noisy.corruption["seed"] == 7
     assert not np.array_equal(noisy.input, clean.input), "the model saw the corrupted digit"
+    pair = digitae.reconstruct("vae-2", [TWO, TWO], corruption={"noise": {"std": 0.5}, "seed": 7})
+    assert isinstance(pair, list) and [r.corruption["seed"] for r in pair if r.corruption] == [7, 7], pair
 
     one = digitae.decode("ae-2", [0.0, 0.0])
     many = digitae.decode("ae-2", np.zeros((4, 2), dtype=np.float32))
@@ -158,9 +160,9 @@ def test_a_busy_services_retry_after_is_honoured_on_a_real_server(
     server = start_server(served_models, write_timeout_s=1.0, max_concurrent_bulk=1)
     digits = np.stack([example_digit()] * 3)
     with raw(server.port, receive_buffer=4096) as stalled, Client(server.url, batch_size=2, retries=20) as client:
-        stalled.sendall(npy_request("/v1/models/ae-6/reconstruct", 4000))  # a 12.5 MB answer nobody reads
+        stalled.sendall(npy_request("/v1/models/ae-6/reconstruct/batch", 4000))  # a 12.5 MB answer nobody reads
         time.sleep(0.5)
-        busy = httpx.post(f"{server.url}/v1/models/ae-6/encode", content=npy_body(digits),
+        busy = httpx.post(f"{server.url}/v1/models/ae-6/encode/batch", content=npy_body(digits),
                           headers={"content-type": "application/x-npy"}, timeout=10)  # fmt: skip
         assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy", busy.text
         start = time.monotonic()

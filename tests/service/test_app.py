@@ -74,7 +74,10 @@ def test_cors_answers_allowed_origins_only(models_dir: Path) -> None:
         simple = client.get("/v1/models", headers={"origin": "https://digits.example"})
         exposed = {name.strip() for name in simple.headers["access-control-expose-headers"].lower().split(",")}
         read_by_browser_clients = {"x-request-id", "x-model-name", "x-model-version", "x-array-field"}
-        assert read_by_browser_clients | {"x-array-columns", "retry-after", "www-authenticate"} <= exposed, exposed
+        assert (
+            read_by_browser_clients | {"x-array-columns", "retry-after", "www-authenticate", "deprecation", "link"}
+            <= exposed
+        ), exposed
         traced = {**preflight, "access-control-request-headers": "content-type,traceparent,tracestate"}
         tracing = client.options("/v1/models/ae-6/decode", headers={"origin": "https://digits.example", **traced})
         assert tracing.status_code == 200, tracing.text

@@ -103,7 +103,7 @@ class Client:
         self, model: str, images: ImageLike | Sequence[ImageLike], corruption: dict[str, Any] | None = None
     ) -> Reconstruction | list[Reconstruction]:
         """One image (optionally corrupted first: `{"noise": {"std": 0.5}, "seed": 7}`) -> its Reconstruction;
-        a list -> a list of them."""
+        a list -> a list of them (the corruption applied to each)."""
         return self._run(ops.reconstruct(model, images, self._settings.batch_size, corruption))
 
     def decode(self, model: str, latents: Sequence[float] | np.ndarray) -> np.ndarray:

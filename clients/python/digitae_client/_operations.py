@@ -1,8 +1,9 @@
 """Each operation once, as a plan that yields the requests it needs and returns the result (no I/O here).
 
 `Client` runs a plan by sending each request with httpx.Client, `AsyncClient` with httpx.AsyncClient; both read the
-answers with the same code. An operation on more images than one JSON batch holds makes several requests, or one
-`.npy` bulk request when every image is a 28x28 array.
+answers with the same code. One image goes to the operation itself; several go to its `/batch` operation, in JSON
+batches of at most `batch_size`, or in one `.npy` bulk request when every image is a 28x28 array and they are more
+than a batch.
 """
 
 from __future__ import annotations
@@ -32,19 +33,19 @@ def _is_batch(images: ImageLike | Sequence[ImageLike]) -> bool:
 
 
 def _image_results(
-    operation: str, model: str, images: Sequence[ImageLike] | np.ndarray, batch_size: int
+    path: str, images: Sequence[ImageLike] | np.ndarray, batch_size: int, options: dict[str, Any] | None = None
 ) -> Plan[list[dict[str, Any]]]:
-    """The JSON results of an image operation on several images: one `.npy` bulk request when they are all 28x28
-    arrays and more than a batch, else JSON batches of at most `batch_size`."""
-    path = f"/v1/models/{model}/{operation}"
+    """The JSON results of a batch operation (`path`) on several images: one `.npy` bulk request when they are all
+    28x28 arrays and more than a batch (and no `options`, which a `.npy` body cannot carry), else JSON batches of at
+    most `batch_size`, each with the `options`."""
     pixels = wire.stacked_pixels(images)
-    if pixels is not None and len(pixels) > batch_size:
+    if pixels is not None and len(pixels) > batch_size and not options:
         response = yield Call("POST", path, content=wire.npy_body(pixels), headers={"Content-Type": NPY})
         return list(_json(response)["results"])
     results: list[dict[str, Any]] = []
     items = list(images)
     for start in range(0, len(items), batch_size):
-        body = {"images": [wire.image_item(image) for image in items[start : start + batch_size]]}
+        body = {"images": [wire.image_item(image) for image in items[start : start + batch_size]], **(options or {})}
         results += _json((yield Call("POST", path, json=body)))["results"]
     return results
 
@@ -54,7 +55,8 @@ def encode(
 ) -> Plan[wire.Encoding | list[wire.Encoding]]:
     if not _is_batch(images):
         return wire.encoding(_json((yield Call("POST", f"/v1/models/{model}/encode", json=wire.image_item(images)))))  # type: ignore[arg-type]
-    return [wire.encoding(result) for result in (yield from _image_results("encode", model, images, batch_size))]  # type: ignore[arg-type]
+    results = yield from _image_results(f"/v1/models/{model}/encode/batch", images, batch_size)  # type: ignore[arg-type]
+    return [wire.encoding(result) for result in results]
 
 
 def reconstruct(
@@ -63,9 +65,8 @@ def reconstruct(
     if not _is_batch(images):
         body = {**wire.image_item(images), **({"corruption": corruption} if corruption else {})}  # type: ignore[arg-type]
         return wire.reconstruction(_json((yield Call("POST", f"/v1/models/{model}/reconstruct", json=body))))
-    if corruption:
-        raise ValueError("a corruption applies to one image at a time: reconstruct each image on its own")
-    results = yield from _image_results("reconstruct", model, images, batch_size)  # type: ignore[arg-type]
+    options = {"corruption": corruption} if corruption else None  # applied to every image
+    results = yield from _image_results(f"/v1/models/{model}/reconstruct/batch", images, batch_size, options)  # type: ignore[arg-type]
     return [wire.reconstruction(result) for result in results]
 
 
@@ -76,7 +77,7 @@ def classify(images: ImageLike | Sequence[ImageLike], batch_size: int) -> Plan[w
     verdicts: list[wire.Verdict] = []
     for start in range(0, len(items), batch_size):
         body = {"images": [wire.image_item(image) for image in items[start : start + batch_size]]}
-        verdicts += [wire.verdict(r) for r in _json((yield Call("POST", "/v1/classify", json=body)))["results"]]
+        verdicts += [wire.verdict(r) for r in _json((yield Call("POST", "/v1/classify/batch", json=body)))["results"]]
     return verdicts
 
 
@@ -86,7 +87,9 @@ def decode(model: str, latents: Sequence[float] | np.ndarray, batch_size: int) -
     path = f"/v1/models/{model}/decode"
     if array.ndim == 1:
         return wire.png_array(_json((yield Call("POST", path, json={"latent": array.tolist()})))["image"])
-    response = yield Call("POST", path, content=wire.npy_body(array), headers={"Content-Type": NPY, "Accept": NPY})
+    response = yield Call(
+        "POST", f"{path}/batch", content=wire.npy_body(array), headers={"Content-Type": NPY, "Accept": NPY}
+    )
     wire.raise_for_error(response)
     return wire.npy_array(response)
 

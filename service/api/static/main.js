@@ -80,7 +80,7 @@ let judgeAvailable = true;
 async function judge(images) {
   if (!judgeAvailable || !images.length) return images.map(() => null);
   try {
-    const r = await postJson("/v1/classify", { images: images.map((image) => ({ image })) });
+    const r = await postJson("/v1/classify/batch", { images: images.map((image) => ({ image })) });
     return r.results;
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
@@ -635,7 +635,7 @@ async function drawSamples(m) {
   const spread = detail.spread[String(digit)];
   const eps = normals(seed, n * centre.length);
   const latents = [...Array(n).keys()].map((i) => centre.map((c, j) => c + sigma * spread[j] * eps[i * centre.length + j]));
-  const r = await postJson(`/v1/models/${m.name}/decode`, { latents });
+  const r = await postJson(`/v1/models/${m.name}/decode/batch`, { latents });
   return { images: r.results.map((x) => x.image), latents, digit, sigma, unit: "spread", seed };
 }
 
@@ -681,7 +681,7 @@ async function hitRates(m, digit) {
   const eps = normals((Number(state.sseed) || 0) + 1, CURVE_SIGMAS.length * CURVE_N * centre.length);
   let k = 0;
   const latents = CURVE_SIGMAS.flatMap((sigma) => [...Array(CURVE_N)].map(() => centre.map((c, j) => c + sigma * scale[j] * eps[k++])));
-  const r = await postJson(`/v1/models/${m.name}/decode`, { latents });
+  const r = await postJson(`/v1/models/${m.name}/decode/batch`, { latents });
   const verdicts = await judge(r.results.map((x) => x.image));
   if (!verdicts[0]) return null;
   return CURVE_SIGMAS.map((_, i) => verdicts.slice(i * CURVE_N, (i + 1) * CURVE_N).filter((v) => v.digit === digit).length / CURVE_N);

@@ -8,6 +8,7 @@ concurrent distinct requests, `Accept: image/png`, request ids and metrics.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import time
@@ -149,7 +150,7 @@ def test_batch_answers_match_single_calls(client: httpx.Client) -> None:
         {"pixels": EXAMPLE_PIXELS, "scale": "0-255"},
         {"pixels": (255 - DIGIT).tolist(), "scale": "0-255"},
     ]
-    batch = EncodeBatchResult.model_validate(ok(client.post("/v1/models/vae-2/encode", json={"images": items})))
+    batch = EncodeBatchResult.model_validate(ok(client.post("/v1/models/vae-2/encode/batch", json={"images": items})))
     singles = [EncodeResult.model_validate(ok(client.post("/v1/models/vae-2/encode", json=item))) for item in items]
     assert len(batch.results) == 3
     for together, alone in zip(batch.results, singles, strict=True):
@@ -158,7 +159,7 @@ def test_batch_answers_match_single_calls(client: httpx.Client) -> None:
         assert together.nearest_digit == alone.nearest_digit
 
     recon_batch = ReconstructBatchResult.model_validate(
-        ok(client.post("/v1/models/ae-2/reconstruct", json={"images": items}))
+        ok(client.post("/v1/models/ae-2/reconstruct/batch", json={"images": items}))
     )
     for joined, item in zip(recon_batch.results, items, strict=True):
         single = ReconstructResult.model_validate(ok(client.post("/v1/models/ae-2/reconstruct", json=item)))
@@ -168,10 +169,75 @@ def test_batch_answers_match_single_calls(client: httpx.Client) -> None:
         assert joined.loss.mse == pytest.approx(single.loss.mse, rel=1e-5)
 
     latents = [[0.0, 0.0], [1.0, -1.0], [-2.0, 0.5]]
-    decoded = ok(client.post("/v1/models/ae-2/decode", json={"latents": latents}))["results"]
+    decoded = ok(client.post("/v1/models/ae-2/decode/batch", json={"latents": latents}))["results"]
     for in_batch, latent in zip(decoded, latents, strict=True):
         by_itself = DecodeResult.model_validate(ok(client.post("/v1/models/ae-2/decode", json={"latent": latent})))
         assert np.abs(decode_png(in_batch["image"]).astype(int) - decode_png(by_itself.image).astype(int)).max() <= 1
+
+
+SUCCESSORS = {
+    "/v1/models/ae-2/encode": {"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}]},
+    "/v1/models/ae-2/reconstruct": {"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}], "corruption": {"noise": {}}},
+    "/v1/models/ae-2/decode": {"latents": [[0.0, 1.0]]},
+    "/v1/classify": {"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}]},
+}
+
+
+@pytest.mark.parametrize("path", list(SUCCESSORS))
+def test_a_batch_sent_to_a_single_operation_is_answered_as_before_and_marked_deprecated(
+    client: httpx.Client, path: str
+) -> None:
+    old = client.post(path, json=SUCCESSORS[path])
+    assert len(ok(old)["results"]) == 1, "the deprecated form is answered as before, for one release"
+    assert old.headers["Deprecation"] == "true"
+    assert old.headers["Link"] == f'<{path}/batch>; rel="successor-version"'
+    new = client.post(f"{path}/batch", json=SUCCESSORS[path])
+    assert len(ok(new)["results"]) == 1 and "Deprecation" not in new.headers and "Link" not in new.headers
+    assert set(ok(new)["results"][0]) == set(ok(old)["results"][0])
+
+
+def test_a_npy_body_sent_to_a_single_operation_is_answered_as_before_and_marked_deprecated(
+    client: httpx.Client,
+) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.stack([DIGIT, 255 - DIGIT]).astype(np.uint8))
+    headers = {"Content-Type": "application/x-npy"}
+    old = client.post("/v1/models/ae-2/encode", content=buffer.getvalue(), headers=headers)
+    new = client.post("/v1/models/ae-2/encode/batch", content=buffer.getvalue(), headers=headers)
+    assert ok(old) == ok(new) and len(ok(new)["results"]) == 2
+    assert old.headers["Link"] == '</v1/models/ae-2/encode/batch>; rel="successor-version"'
+    assert old.headers["Deprecation"] == "true" and "Deprecation" not in new.headers
+
+
+def test_single_answers_are_never_batches_and_batch_answers_always_are(client: httpx.Client) -> None:
+    one = ok(client.post("/v1/models/ae-2/encode/batch", json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}]}))
+    assert set(one) == {"results"}, "a batch of one is still a batch"
+    single = ok(client.post("/v1/models/ae-2/encode", json={"image": EXAMPLE_DIGIT_PNG_BASE64}))
+    assert "results" not in single and single["nearest_digit"] == one["results"][0]["nearest_digit"]
+    verdict = ok(client.post("/v1/classify", json={"image": EXAMPLE_DIGIT_PNG_BASE64}))
+    trimmed = ok(client.post("/v1/classify/batch?fields=digit", json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}]}))
+    assert trimmed == {"results": [{"digit": verdict["digit"]}]}, "fields trims each result of a batch"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("/v1/models/ae-2/encode/batch", {"image": EXAMPLE_DIGIT_PNG_BASE64}, "images"),
+        ("/v1/models/ae-2/reconstruct/batch", {"pixels": EXAMPLE_PIXELS, "scale": "0-255"}, "images"),
+        ("/v1/models/ae-2/decode/batch", {"latent": [0.0, 1.0]}, "latents"),
+        ("/v1/classify/batch", {"image": EXAMPLE_DIGIT_PNG_BASE64}, "images"),
+        ("/v1/models/ae-2/encode/batch", {"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64, "scale": "0-1"}]}, "scale"),
+        ("/v1/models/ae-2/encode", {"image": EXAMPLE_DIGIT_PNG_BASE64, "images": []}, "exactly one input"),
+    ],
+)
+def test_a_batch_operation_refuses_a_single_input(client: httpx.Client, path: str, body: dict, says: str) -> None:
+    assert_error(client.post(path, json=body), 422, code="invalid_request", says=says)
+
+
+def test_batch_operations_take_json_and_npy_only(client: httpx.Client) -> None:
+    for path in ("/v1/models/ae-2/encode/batch", "/v1/models/ae-2/reconstruct/batch", "/v1/classify/batch"):
+        assert_error(client.post(path, files={"file": ("d.png", DIGIT_PNG)}), 415, says="JSON")
+        assert_error(client.post(path, content=DIGIT_PNG, headers={"Content-Type": "image/png"}), 415, says="JSON")
 
 
 # -- reconstruct -------------------------------------------------------------------------------------------
@@ -404,10 +470,10 @@ def test_unknown_models_and_routes(client: httpx.Client) -> None:
         ({"latent": []}, "latent"),
         ({"latent": [1e7] + [0.0] * 5}, "latent[0]"),
         ({"latent": ["1"] + [0.0] * 5}, "latent[0]"),
-        ({"latents": [[0.0] * 6] * (MAX_BATCH + 1)}, "DIGITAE_MAX_BATCH"),
+        ({"latents": [[0.0] * 6] * (MAX_BATCH + 1)}, "DIGITAE_MAX_BATCH"),  # the deprecated batch form
         ({"latents": [[0.0] * 6, [0.0] * 2]}, "latents[1]"),
-        ({"latent": [0.0] * 6, "latents": [[0.0] * 6]}, "exactly one"),
-        ({}, "exactly one"),
+        ({"latent": [0.0] * 6, "latents": [[0.0] * 6]}, "exactly one input"),
+        ({}, "latent"),
         ({"latent": [0.0] * 6, "extra": 1}, "extra"),
         ({"latent": {"nested": [0.0] * 6}}, "latent"),
     ],
@@ -489,9 +555,9 @@ def test_bodies_that_are_not_what_a_route_reads(client: httpx.Client) -> None:
     assert_error(client.post(url, json={"pixels": [[0] * 28] * 27, "scale": "0-255"}), 422, says="pixels")
     assert_error(client.post(url, json={"pixels": [[300] * 28] * 28, "scale": "0-255"}), 422, says="pixels")
     assert_error(client.post(url, json={"pixels": EXAMPLE_PIXELS, "scale": "0-1"}), 422, says="0-255")
-    assert_error(client.post(url, json={"images": []}), 422, says="images")
+    assert_error(client.post(f"{url}/batch", json={"images": []}), 422, says="images")
     assert_error(
-        client.post(url, json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}] * (MAX_BATCH + 1)}),
+        client.post(f"{url}/batch", json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}] * (MAX_BATCH + 1)}),
         422,
         says="DIGITAE_MAX_BATCH",
     )
@@ -527,7 +593,7 @@ def test_images_that_cannot_be_used(client: httpx.Client) -> None:
     )
     assert_error(client.post(url, json={"image": "not base64 at all!"}), 422, says="base64")
     error = assert_error(
-        client.post(url, json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}, {"image": b64(b"xx")}]}),
+        client.post(f"{url}/batch", json={"images": [{"image": EXAMPLE_DIGIT_PNG_BASE64}, {"image": b64(b"xx")}]}),
         415,
         says="images[1]: the data is not a PNG",
     )

@@ -67,7 +67,7 @@ def test_classify_one_image_as_json_or_upload(client: TestClient) -> None:
 def test_classify_a_batch_answers_results_in_order(client: TestClient) -> None:
     blank = b64(png_bytes(np.zeros((28, 28), np.uint8)))
     single = [client.post("/v1/classify", json={"image": image}).json() for image in (DIGIT, blank)]
-    batch = client.post("/v1/classify", json={"images": [{"image": DIGIT}, {"image": blank}]})
+    batch = client.post("/v1/classify/batch", json={"images": [{"image": DIGIT}, {"image": blank}]})
     assert batch.status_code == 200
     results = batch.json()["results"]
     assert [r["digit"] for r in results] == [r["digit"] for r in single]
@@ -80,7 +80,7 @@ def test_classify_refuses_what_the_other_operations_refuse(client: TestClient) -
     assert text.status_code == 415 and text.json()["error"]["code"] == "unsupported_media_type"
     empty = client.post("/v1/classify", json={})
     assert empty.status_code == 422 and "give exactly one of" in empty.json()["error"]["message"]
-    too_many = client.post("/v1/classify", json={"images": [{"image": DIGIT}] * 65})
+    too_many = client.post("/v1/classify/batch", json={"images": [{"image": DIGIT}] * 65})
     assert too_many.status_code == 422 and "max_batch" in too_many.text.lower()
     wrong_type = client.post("/v1/classify", content=b"x", headers={"Content-Type": "text/plain"})
     assert wrong_type.status_code == 415

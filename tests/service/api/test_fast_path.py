@@ -94,7 +94,7 @@ def test_fields_trim_every_inference_answer_to_what_was_asked(client: httpx.Clie
     encoded = ok(client.post("/v1/models/ae-6/encode?fields=nearest_digit", content=DIGIT_PNG, headers=png))
     assert set(encoded) == {"nearest_digit"}
     batch = {"images": [{"image": b64(png_bytes(d))} for d in shifted_digits(3)]}
-    results = ok(client.post("/v1/models/ae-6/encode?fields=latent", json=batch))["results"]
+    results = ok(client.post("/v1/models/ae-6/encode/batch?fields=latent", json=batch))["results"]
     assert len(results) == 3 and all(set(r) == {"latent"} for r in results)
     sample = {"digit": 3, "n": 4, "seed": 7}
     latents = ok(client.post("/v1/models/ae-2/sample?fields=latents, seed", json=sample))
@@ -192,9 +192,10 @@ def test_images_not_asked_for_are_never_encoded(served_models: Path, monkeypatch
     classify = next(p for p in schema["paths"]["/v1/classify"]["post"]["parameters"] if p["name"] == "fields")
     assert "digit, confidence, probabilities" in classify["description"]
     reconstruct = schema["paths"]["/v1/models/{name}/reconstruct"]["post"]
-    assert "image/png" in reconstruct["requestBody"]["content"] and NPY in reconstruct["requestBody"]["content"]
-    assert NPY in reconstruct["responses"]["200"]["content"]
-    assert "required" not in schema["components"]["schemas"]["ReconstructResultFields"]
+    assert "image/png" in reconstruct["requestBody"]["content"] and NPY in reconstruct["responses"]["200"]["content"]
+    batch = schema["paths"]["/v1/models/{name}/reconstruct/batch"]["post"]
+    assert NPY in batch["requestBody"]["content"] and NPY in batch["responses"]["200"]["content"]
+    assert "required" not in schema["components"]["schemas"]["ReconstructResult"], "a trimmed answer matches it"
 
 
 # -- .npy bulk ----------------------------------------------------------------------------------------------------
@@ -202,13 +203,13 @@ def test_images_not_asked_for_are_never_encoded(served_models: Path, monkeypatch
 
 def test_npy_images_encode_reconstruct_and_decode_like_single_calls(client: httpx.Client) -> None:
     digits = np.stack(shifted_digits(300))
-    latents = load_npy(post_npy(client, "/v1/models/ae-6/encode", digits))
+    latents = load_npy(post_npy(client, "/v1/models/ae-6/encode/batch", digits))
     assert latents.shape == (300, 6) and latents.dtype == np.float32
     singles = [
         ok(client.post("/v1/models/ae-6/encode", json={"pixels": d.tolist(), "scale": "0-255"})) for d in digits[:3]
     ]
     np.testing.assert_allclose(latents[:3], [s["latent"] for s in singles], rtol=1e-4, atol=1e-5)
-    as_float = load_npy(post_npy(client, "/v1/models/ae-6/encode", (digits / 255).astype(np.float32)))
+    as_float = load_npy(post_npy(client, "/v1/models/ae-6/encode/batch", (digits / 255).astype(np.float32)))
     np.testing.assert_allclose(as_float, latents, rtol=1e-4, atol=1e-5)
     nearest = load_npy(post_npy(client, "/v1/models/ae-6/encode?fields=nearest_digit", digits))
     assert nearest.shape == (300,) and [int(n) for n in nearest[:3]] == [s["nearest_digit"] for s in singles]
@@ -255,24 +256,30 @@ def test_a_bulk_answer_is_streamed_and_can_be_json(client: httpx.Client) -> None
 def test_a_bad_npy_body_is_a_clear_422(client: httpx.Client, array: np.ndarray, says: str) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=True)  # an object array is pickled: the service must refuse, not unpickle
-    response = client.post("/v1/models/ae-6/encode", content=buffer.getvalue(), headers={"Content-Type": NPY})
+    response = client.post("/v1/models/ae-6/encode/batch", content=buffer.getvalue(), headers={"Content-Type": NPY})
     error(response, 422, says)
 
 
 def test_truncated_lying_or_oversized_npy_bodies_are_refused(client: httpx.Client, server: ServerProcess) -> None:
     whole = npy(np.zeros((4, 28, 28), np.uint8))
-    error(client.post("/v1/models/ae-6/encode", content=whole[:-10], headers={"Content-Type": NPY}), 422, "header says")
-    error(client.post("/v1/models/ae-6/encode", content=b"not npy", headers={"Content-Type": NPY}), 422, ".npy")
+    error(
+        client.post("/v1/models/ae-6/encode/batch", content=whole[:-10], headers={"Content-Type": NPY}),
+        422,
+        "header says",
+    )
+    error(client.post("/v1/models/ae-6/encode/batch", content=b"not npy", headers={"Content-Type": NPY}), 422, ".npy")
     error(post_npy(client, "/v1/models/ae-6/decode", np.zeros((3, 5), np.float32)), 422, "latent_dim")
     error(post_npy(client, "/v1/models/ae-6/decode", np.full((3, 6), 1e9, np.float32)), 422, "within")
     too_many = np.zeros((10_001, 28, 28), np.uint8)  # over DIGITAE_MAX_BULK (10,000)
-    error(post_npy(client, "/v1/models/ae-6/encode", too_many), 413, "10,000")
-    error(post_npy(client, "/v1/models/ae-6/reconstruct?fields=logvar", np.zeros((1, 28, 28), np.uint8)), 422, "VAE")
+    error(post_npy(client, "/v1/models/ae-6/encode/batch", too_many), 413, "10,000")
+    error(
+        post_npy(client, "/v1/models/ae-6/reconstruct/batch?fields=logvar", np.zeros((1, 28, 28), np.uint8)), 422, "VAE"
+    )
     # a body declared over the .npy cap is refused before it is read
     cap = Settings(max_upload_bytes=MAX_UPLOAD).max_npy_request_bytes
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
-            f"POST /v1/models/ae-6/encode HTTP/1.1\r\nHost: x\r\nContent-Type: {NPY}\r\n"
+            f"POST /v1/models/ae-6/encode/batch HTTP/1.1\r\nHost: x\r\nContent-Type: {NPY}\r\n"
             f"Content-Length: {cap + 1}\r\n\r\n".encode()
         )
         assert sock.recv(4096).startswith(b"HTTP/1.1 413")
@@ -293,7 +300,7 @@ def test_bulk_requests_beyond_the_concurrency_cap_get_503_and_slots_come_back(cl
 
     def send_slowly() -> None:
         with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
-            first.append(other.post("/v1/models/ae-6/encode", content=slow_body(), headers={"Content-Type": NPY}))
+            first.append(other.post("/v1/models/ae-6/encode/batch", content=slow_body(), headers={"Content-Type": NPY}))
 
     sender = threading.Thread(target=send_slowly)
     sender.start()
@@ -302,7 +309,7 @@ def test_bulk_requests_beyond_the_concurrency_cap_get_503_and_slots_come_back(cl
         time.sleep(0.5)
         deadline = time.monotonic() + 10
         while True:
-            busy = post_npy(client, "/v1/models/ae-6/encode", np.zeros((1, 28, 28), np.uint8))
+            busy = post_npy(client, "/v1/models/ae-6/encode/batch", np.zeros((1, 28, 28), np.uint8))
             if busy.status_code == 503 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -313,7 +320,7 @@ def test_bulk_requests_beyond_the_concurrency_cap_get_503_and_slots_come_back(cl
         release.set()
         sender.join(30)
     assert first[0].status_code == 200 and len(first[0].json()["results"]) == 50
-    assert post_npy(client, "/v1/models/ae-6/encode", np.zeros((1, 28, 28), np.uint8)).status_code == 200
+    assert post_npy(client, "/v1/models/ae-6/encode/batch", np.zeros((1, 28, 28), np.uint8)).status_code == 200
 
 
 def test_the_real_test_set_is_encoded_in_one_call(client: httpx.Client, mnist_test_dir: Path) -> None:
@@ -322,10 +329,10 @@ def test_the_real_test_set_is_encoded_in_one_call(client: httpx.Client, mnist_te
     digits = load_idx(mnist_test_dir / "t10k-images-idx3-ubyte.gz", mnist_test_dir / "t10k-labels-idx1-ubyte.gz")
     images = np.ascontiguousarray(digits.images.reshape(-1, 28, 28).astype(np.uint8))
     assert images.shape == (10_000, 28, 28)
-    latents = load_npy(post_npy(client, "/v1/models/ae-6/encode", images))
+    latents = load_npy(post_npy(client, "/v1/models/ae-6/encode/batch", images))
     assert latents.shape == (10_000, 6) and np.isfinite(latents).all()
     spot = [0, 4_321, 9_999]
-    singles = ok(client.post("/v1/models/ae-6/encode", json={
+    singles = ok(client.post("/v1/models/ae-6/encode/batch", json={
         "images": [{"pixels": images[i].tolist(), "scale": "0-255"} for i in spot]}))["results"]  # fmt: skip
     np.testing.assert_allclose(latents[spot], [s["latent"] for s in singles], rtol=1e-4, atol=1e-5)
 

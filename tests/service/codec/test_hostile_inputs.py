@@ -36,8 +36,10 @@ from tests.support import ServerProcess, assert_error, b64, build_checkpoints, d
 DEFAULTS = Settings()
 DIGIT_PNG = png_bytes(example_digit())
 ENCODE = "/v1/models/ae-6/encode"
+ENCODE_BATCH = f"{ENCODE}/batch"
 RECONSTRUCT = "/v1/models/ae-6/reconstruct"
 DECODE = "/v1/models/ae-6/decode"
+DECODE_BATCH = f"{DECODE}/batch"
 SAMPLE = "/v1/models/ae-6/sample"
 JSON_TYPE = {"content-type": "application/json"}
 MB = 1024 * 1024
@@ -184,7 +186,7 @@ CATALOGUE: dict[str, Hostile] = {
         "POST", DECODE, {"json": {"latent": [0.0] * 600}}, says="expected 6 numbers (the model's latent_dim), got 600"
     ),
     "wrong-length latent in a batch": Hostile(
-        "POST", DECODE, {"json": {"latents": [[0.0] * 6, [0.0] * 2]}}, says="latents[1]: expected 6 numbers"
+        "POST", DECODE_BATCH, {"json": {"latents": [[0.0] * 6, [0.0] * 2]}}, says="latents[1]: expected 6 numbers"
     ),
     # JSON shapes
     "nested JSON": Hostile("POST", DECODE, {"json": {"latent": [[0.0] * 6]}}, says="latent[0]: Input should be"),
@@ -229,13 +231,13 @@ CATALOGUE: dict[str, Hostile] = {
     "digit 10": Hostile("POST", SAMPLE, {"json": {"digit": 10}}, says="digit: Input should be less than or equal to 9"),
     "image batch over the cap": Hostile(
         "POST",
-        ENCODE,
+        ENCODE_BATCH,
         {"json": {"images": [{"image": b64(DIGIT_PNG)}] * (DEFAULTS.max_batch + 1)}},
         says=f"images: {over_cap(DEFAULTS.max_batch)} (the service's cap, DIGITAE_MAX_BATCH)",
     ),
     "latent batch over the cap": Hostile(
         "POST",
-        DECODE,
+        DECODE_BATCH,
         {"json": {"latents": [[0.0] * 6] * (DEFAULTS.max_batch + 1)}},
         says=f"latents: {over_cap(DEFAULTS.max_batch)}",
     ),
@@ -288,7 +290,10 @@ CATALOGUE: dict[str, Hostile] = {
     ),
     # bounded by construction (tests/service/*/test_bounds_*.py attack these against small limits)
     "a million empty images": Hostile(
-        "POST", ENCODE, raw_json('{"images":[' + ",".join(["{}"] * 1_000_000) + "]}"), says="holds 1,000,000 values"
+        "POST",
+        ENCODE_BATCH,
+        raw_json('{"images":[' + ",".join(["{}"] * 1_000_000) + "]}"),
+        says="holds 1,000,000 values",
     ),
     "30,000 JSON keys": Hostile(
         "POST", DECODE, raw_json("{" + ",".join(f'"k{i}":0' for i in range(30_000)) + "}"), says="30,000 keys"
@@ -303,7 +308,7 @@ CATALOGUE: dict[str, Hostile] = {
     ),
     "too many pixels in one request": Hostile(
         "POST",
-        ENCODE,
+        ENCODE_BATCH,
         {"json": {"images": [{"image": b64(decompression_bomb(5000))}] * 3}},
         413,
         "payload_too_large",
@@ -328,7 +333,7 @@ def test_hostile_input_is_refused_clearly(client: httpx.Client, name: str) -> No
 NPY_HEADERS: dict[str, Hostile] = {
     "npy shape (4, 2**62): no overflow": Hostile(
         "POST",
-        DECODE,
+        DECODE_BATCH,
         npy_with_header(f"{{'descr': '<f4', 'fortran_order': False, 'shape': (4, {2**62}), }}"),
         422,
         "invalid_request",
@@ -336,7 +341,7 @@ NPY_HEADERS: dict[str, Hostile] = {
     ),
     "npy shape (2**62, 28, 28)": Hostile(
         "POST",
-        ENCODE,
+        ENCODE_BATCH,
         npy_with_header(f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({2**62}, 28, 28), }}"),
         413,
         "payload_too_large",
@@ -344,17 +349,17 @@ NPY_HEADERS: dict[str, Hostile] = {
     ),
     "npy header with an expression": Hostile(
         "POST",
-        DECODE,
+        DECODE_BATCH,
         npy_with_header("{'descr': f, 'fortran_order': False, 'shape': (1, 6), }"),
         422,
         "invalid_request",
         "not a readable .npy file (malformed node or string on line 1: an expression)",
     ),
     "npy header with unsortable keys": Hostile(
-        "POST", DECODE, npy_with_header("{1: 2, 'a': 3}"), 422, "invalid_request", "not a readable .npy file"
+        "POST", DECODE_BATCH, npy_with_header("{1: 2, 'a': 3}"), 422, "invalid_request", "not a readable .npy file"
     ),
     "npy header with an unhashable key": Hostile(
-        "POST", DECODE, npy_with_header("{[1]: 2}"), 422, "invalid_request", "not a readable .npy file"
+        "POST", DECODE_BATCH, npy_with_header("{[1]: 2}"), 422, "invalid_request", "not a readable .npy file"
     ),
 }
 

@@ -61,7 +61,7 @@ def http_predictions(client: httpx.Client, name: str, images: np.ndarray) -> np.
     predictions = []
     for start in range(0, len(images), BATCH):
         batch = [{"image": b64(png_bytes(image))} for image in images[start : start + BATCH]]
-        response = client.post(f"/v1/models/{name}/encode", json={"images": batch})
+        response = client.post(f"/v1/models/{name}/encode/batch", json={"images": batch})
         assert response.status_code == 200, response.text
         predictions += [result["nearest_digit"] for result in response.json()["results"]]
     return np.array(predictions)
@@ -82,7 +82,7 @@ def test_mnist_images_reach_the_model_unchanged(server: ServerProcess, mnist: tu
     images, _ = mnist
     name = served_checkpoints(DEFAULT_CHECKPOINTS_DIR)[0].name
     batch = [{"image": b64(png_bytes(image))} for image in images[:BATCH]]
-    response = httpx.post(f"{server.url}/v1/models/{name}/reconstruct", json={"images": batch}, timeout=120)
+    response = httpx.post(f"{server.url}/v1/models/{name}/reconstruct/batch", json={"images": batch}, timeout=120)
     assert response.status_code == 200, response.text
     for result, image in zip(response.json()["results"], images[:BATCH], strict=True):
         np.testing.assert_array_equal(decode_png(result["input"]), image)

@@ -213,7 +213,7 @@ def test_a_client_that_reads_nothing_is_cut_off_and_frees_its_bulk_slot(
     and every other bulk request got 503 `not_ready`. Now the answer's writer waits WRITE_S for the client to
     read, then drops the connection and its slot; meanwhile a bulk request gets 503 `busy` with Retry-After."""
     server = start_server(served_models, write_timeout_s=WRITE_S, max_concurrent_bulk=1)
-    reconstruct = "/v1/models/ae-6/reconstruct"
+    reconstruct = "/v1/models/ae-6/reconstruct/batch"
     one_row = {"content-type": "application/x-npy", "accept": "application/x-npy"}
     body = io.BytesIO()
     np.save(body, np.zeros((1, 28, 28), np.uint8))

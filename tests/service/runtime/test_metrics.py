@@ -34,7 +34,7 @@ def test_refused_connections_and_bulk_requests_are_counted(server: ServerProcess
     try:
         # the one bulk slot, held by a request whose body never comes
         npy_head = (
-            "POST /v1/models/ae-2/decode HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
+            "POST /v1/models/ae-2/decode/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
             "Content-Length: 100000\r\n\r\n"
         )
         held.sendall(npy_head.encode())
@@ -43,7 +43,7 @@ def test_refused_connections_and_bulk_requests_are_counted(server: ServerProcess
         buffer = io.BytesIO()
         np.save(buffer, latents)
         busy = client.post(
-            "/v1/models/ae-2/decode", content=buffer.getvalue(), headers={"content-type": "application/x-npy"}
+            "/v1/models/ae-2/decode/batch", content=buffer.getvalue(), headers={"content-type": "application/x-npy"}
         )
         assert busy.status_code == 503, busy.text
         refused = raw(server.port, source=OTHER_CLIENT)  # a second connection from that client: over its cap

@@ -78,7 +78,7 @@ def test_a_request_is_a_span_in_the_clients_trace_with_a_child_for_each_stage(
     url, exporter = in_memory
     image = b64(png_bytes(example_digit()))
     answer = httpx.post(
-        url + "/v1/models/ae-6/encode",
+        url + "/v1/models/ae-6/encode/batch",
         json={"images": [{"image": image}] * 3},
         headers={"traceparent": TRACEPARENT, "tracestate": "vendor=opaque"},
         timeout=30,
@@ -91,17 +91,17 @@ def test_a_request_is_a_span_in_the_clients_trace_with_a_child_for_each_stage(
     assert answer.headers["tracestate"] == "vendor=opaque"
 
     deadline = time.monotonic() + 5
-    while "POST /v1/models/{name}/encode" not in by_name(list(exporter.get_finished_spans()), trace_id):
+    while "POST /v1/models/{name}/encode/batch" not in by_name(list(exporter.get_finished_spans()), trace_id):
         assert time.monotonic() < deadline, "the request span was not exported"
         time.sleep(0.05)
     spans = list(exporter.get_finished_spans())
     mine = by_name(spans, trace_id)
-    (request,) = mine["POST /v1/models/{name}/encode"]
+    (request,) = mine["POST /v1/models/{name}/encode/batch"]
     assert request.kind == SpanKind.SERVER
     assert request.parent is not None and request.parent.span_id == int(CLIENT_SPAN_ID, 16)
     assert format(request.context.span_id, "016x") == returned[2]
     assert request.attributes is not None
-    assert request.attributes["http.route"] == "/v1/models/{name}/encode"
+    assert request.attributes["http.route"] == "/v1/models/{name}/encode/batch"
     assert request.attributes["http.response.status_code"] == 200
     assert request.attributes["digitae.model.version"] == version
     assert request.attributes["digitae.request_id"] == answer.headers["x-request-id"]
