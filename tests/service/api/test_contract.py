@@ -47,15 +47,18 @@ def allows(spec: dict[str, Any], schema: str, body: Any) -> bool:
 # (schema, path, body, whether both the schema and the service take it)
 BODIES = [
     ("EncodeRequest", "/v1/models/ae-2/encode", IMAGE, True),
-    ("EncodeRequest", "/v1/models/ae-2/encode", {**IMAGE, "images": None}, True),  # null is absent
+    ("EncodeRequest", "/v1/models/ae-2/encode", {**IMAGE, "images": [IMAGE]}, False),  # a batch goes to /batch
     ("EncodeRequest", "/v1/models/ae-2/encode", {**IMAGE, **PIXELS}, False),
     ("EncodeRequest", "/v1/models/ae-2/encode", {"pixels": EXAMPLE_PIXELS}, False),  # scale goes with pixels
     ("EncodeRequest", "/v1/models/ae-2/encode", {**IMAGE, "scale": "0-1"}, False),
     ("EncodeRequest", "/v1/models/ae-2/encode", {"pixels": EXAMPLE_PIXELS, "scale": "0-1"}, False),  # 0-255 values
-    ("EncodeRequest", "/v1/models/ae-2/encode", {"images": [IMAGE, PIXELS]}, True),
-    ("EncodeRequest", "/v1/models/ae-2/encode", {"images": [{**IMAGE, **PIXELS}]}, False),
+    ("EncodeBatchRequest", "/v1/models/ae-2/encode/batch", {"images": [IMAGE, PIXELS]}, True),
+    ("EncodeBatchRequest", "/v1/models/ae-2/encode/batch", {"images": [{**IMAGE, **PIXELS}]}, False),
+    ("EncodeBatchRequest", "/v1/models/ae-2/encode/batch", {"images": [IMAGE], "image": None}, False),
     ("DecodeRequest", "/v1/models/ae-2/decode", {"latent": [0.5, 1], "latents": [[0, 0]]}, False),
-    ("DecodeRequest", "/v1/models/ae-2/decode", {"latent": [0.5, 1], "latents": None}, True),
+    ("DecodeRequest", "/v1/models/ae-2/decode", {"latent": [0.5, 1]}, True),
+    ("DecodeBatchRequest", "/v1/models/ae-2/decode/batch", {"latents": [[0.5, 1]]}, True),
+    ("DecodeBatchRequest", "/v1/models/ae-2/decode/batch", {"latents": [[0.5, 1]], "latent": None}, False),
     ("SampleRequest", "/v1/models/ae-2/sample", {"digit": 3.0, "n": 2.0, "seed": 4.0}, True),  # 3.0 is 3
     ("SampleRequest", "/v1/models/ae-2/sample", {"digit": "3", "n": 2}, False),
     ("SampleRequest", "/v1/models/ae-2/sample", {"digit": 3, "n": 2.5}, False),
