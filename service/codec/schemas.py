@@ -231,10 +231,11 @@ class Rectangle(RequestModel):
 
 class OcclusionSpec(RequestModel):
     area: Fraction | tuple[Fraction, Fraction] = Field(
-        (0.1, 0.3), description="fraction of the image covered: a number, or [low, high] to draw from"
+        (0.1, 0.3), description="fraction of the image covered: a number, or a range [a, b] to draw from (either order)"
     )
     aspect: Ratio | tuple[Ratio, Ratio] = Field(
-        (0.5, 2.0), description="width/height ratio: a number, or [low, high] to draw from (log-uniformly)"
+        (0.5, 2.0),
+        description="width/height ratio: a number, or a range [a, b] to draw from (log-uniformly; either order)",
     )
     fill: float = Field(0.0, ge=0, le=1, description="the value painted into the rectangle")
     rectangle: Rectangle | None = Field(
@@ -246,9 +247,8 @@ class OcclusionSpec(RequestModel):
     @field_validator("area", "aspect")
     @classmethod
     def _ordered(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
-        if isinstance(value, tuple) and value[0] > value[1]:
-            raise ValueError("give [low, high] with low <= high")
-        return value
+        """A range's two ends in either order (a schema cannot order the items of a pair, so neither does the API)."""
+        return (min(value), max(value)) if isinstance(value, tuple) else value
 
     @staticmethod
     def as_range(value: float | tuple[float, float]) -> tuple[float, float]:

@@ -70,6 +70,7 @@ BODIES = [
     ("InterpolateRequest", "/v1/models/ae-2/interpolate", {"from": {"digit": 1, **IMAGE}, "to": IMAGE}, False),
     ("ReconstructRequest", RECONSTRUCT, {**IMAGE, "corruption": {"seed": 1}}, False),  # noise and/or occlusion
     ("ReconstructRequest", RECONSTRUCT, {**IMAGE, "corruption": {"noise": None, "occlusion": {}}}, True),
+    ("ReconstructRequest", RECONSTRUCT, {**IMAGE, "corruption": {"occlusion": {"area": [0.3, 0.1]}}}, True),  # a range
 ]
 
 
