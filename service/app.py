@@ -103,7 +103,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         torch.set_num_threads(settings.torch_threads)
         start_tracing()  # only when the OTEL_* variables ask for it; in each worker (its own export thread)
         loaded = registry if registry is not None else build_registry(settings)
-        engine = InferenceEngine(settings, observe=observe_batch, worth_waiting=in_flight.others)
+        engine = InferenceEngine(
+            settings, observe=observe_batch, worth_waiting=in_flight.others_coming, arrived=in_flight.arrived
+        )
         reloader = Reloader(
             loaded,
             settings.models_dir,

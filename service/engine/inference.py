@@ -159,11 +159,13 @@ class InferenceEngine:
         settings: Settings,
         observe: BatchObserver | None = None,
         worth_waiting: Callable[[], bool] = lambda: True,
+        arrived: Callable[[], None] = lambda: None,
     ) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitae-inference")
         self._settings = settings
         self._observe = observe
         self._worth_waiting = worth_waiting
+        self._arrived = arrived
         self._batchers: dict[tuple[str, str, str], MicroBatcher] = {}
 
     def _batcher(self, model: ServedModel | ServedJudge, operation: str) -> MicroBatcher:
@@ -183,6 +185,7 @@ class InferenceEngine:
                 enabled=settings.microbatch_enabled,
                 observe=partial(observe, model.name, operation) if observe is not None else None,
                 worth_waiting=self._worth_waiting,
+                arrived=self._arrived,
                 span_attributes=span_attributes(model, operation),
             )
         return batcher
@@ -197,6 +200,7 @@ class InferenceEngine:
         """A bulk request's chunk, in one hand-off to the inference thread: forward passes of at most
         microbatch_max_size items back to back, without the micro-batcher's per-item futures (the chunk is already
         several full batches) and without the event loop between them (no idle gap for the inference thread)."""
+        self._arrived()  # it joins no micro-batch: nobody waits for it
         size = self._settings.microbatch_max_size
         if isinstance(model, ServedJudge):
             function: Callable[[list[Any]], list[Any]] = partial(classify_batch, model)
