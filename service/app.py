@@ -120,6 +120,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         stop_reloading = start_reloading(reloader, settings.reload_interval_s)
         # What startup built lives as long as the process: out of the garbage collector's sight, a full
         # collection under load scans only what requests create (shorter pauses, a shorter latency tail).
+        # A first forward pass imports what torch loads lazily, so that it is frozen too.
+        if (first := next(iter(loaded.models.values()), None)) is not None:
+            engine.warm_up(first)
         gc.collect()
         gc.freeze()
         log.info("ready: serving %s", ", ".join(f"{m.name} {m.version}" for m in loaded.models.values()))

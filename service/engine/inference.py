@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.networks import SIDE
 from service.catalog.registry import ServedJudge, ServedModel
 from service.engine import graphs
 from service.engine.batching import MicroBatcher
@@ -189,6 +190,16 @@ class InferenceEngine:
                 span_attributes=span_attributes(model, operation),
             )
         return batcher
+
+    def warm_up(self, model: ServedModel) -> None:
+        """One forward pass of each operation of `model`, in the calling thread, before serving. torch imports a few
+        hundred modules on the first pass (sympy, torch.fx: about 67,000 objects): imported at startup they are frozen
+        with what startup built (the app's gc.freeze), instead of being scanned by every full collection under load
+        (measured: a full collection every few seconds at concurrency 1, the longest pauses of the process)."""
+        image = np.zeros((SIDE, SIDE), np.float32)
+        encode_batch(model, [image])
+        reconstruct_batch(model, [(image, image)])
+        decode_batch(model, [np.zeros(model.latent_dim, np.float32)])
 
     def forget_all_but(self, models: dict[str, ServedModel]) -> None:
         """After a reload: drop the batchers of versions no longer served. A request still running on one keeps
