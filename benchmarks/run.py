@@ -16,8 +16,8 @@ In one run, on one machine:
    bulk: the 10,000-image test set (or 10,000 stand-in digits when ../shared/data/mnist is absent) as one .npy
    request to encode, reconstruct and decode (`Accept: application/x-npy`), against the in-process ceiling of the
    tensor work alone (benchmarks/bulk.py);
-   one worker against DIGITAE_WORKERS=auto: req/s, mean micro-batch per worker, the event loop's CPU per request
-   (benchmarks/workers.py);
+   one worker against DIGITAE_WORKERS=auto: req/s, mean micro-batch per worker, the event loop's CPU per request,
+   each process's RSS, PSS and USS (benchmarks/workers.py);
 6. where a target is missed, a py-spy profile of the server under that load;
 7. training AE-6 and VAE-2 with the project's defaults on the default data: seconds per epoch, to the early stop,
    peak memory.
@@ -700,12 +700,15 @@ def main(argv: list[str] | None = None) -> int:
         by_workers = workers.compare(models_dir, scratch, requests[MULTIPART], plan.run_s, plan.warmup_s)
         report["workers"] = [
             {"workers": r.workers, **r.load.to_dict(), "mean_batch_by_worker": r.mean_batch_by_worker,
-             "loop_cpu_us_per_request": r.loop_cpu_us_per_request}
+             "loop_cpu_us_per_request": r.loop_cpu_us_per_request, "load_average": round(r.load_average, 2),
+             "memory_mib": [{"pid": m.pid, "role": m.role, "rss": round(m.rss_mib, 1), "pss": round(m.pss_mib, 1),
+                             "uss": round(m.uss_mib, 1)} for m in r.memory]}
             for r in by_workers
         ]  # fmt: skip
         say(f"\nWorkers (benchmarks/workers.py), {MULTIPART} at concurrency {workers.CONNECTIONS}:")
         for result in by_workers:
             say(f"  {workers.describe(result)}")
+            say(f"    memory (MiB): {workers.describe_memory(result.memory)}")
 
         progress("the request middleware's own cost")
         report["middleware_cpu_us_per_request"] = cost = middleware_cost.measure()
