@@ -9,6 +9,7 @@ requests all take the same path. Images are float32 (28, 28) in [0, 1]; latents 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,8 @@ from service.engine import graphs
 from service.engine.batching import MicroBatcher
 from service.runtime.tracing import forward_pass_span
 from service.settings import Settings
+
+log = logging.getLogger("digitae.inference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +200,12 @@ class InferenceEngine:
         with what startup built (the app's gc.freeze), instead of being scanned by every full collection under load
         (measured: a full collection every few seconds at concurrency 1, the longest pauses of the process)."""
         image = np.zeros((SIDE, SIDE), np.float32)
-        encode_batch(model, [image])
-        reconstruct_batch(model, [(image, image)])
-        decode_batch(model, [np.zeros(model.latent_dim, np.float32)])
+        try:
+            encode_batch(model, [image])
+            reconstruct_batch(model, [(image, image)])
+            decode_batch(model, [np.zeros(model.latent_dim, np.float32)])
+        except Exception:  # the model's requests will meet it and answer it; startup is not the place to fail
+            log.warning("warming up %s failed; its first requests will build its graphs", model.name, exc_info=True)
 
     def forget_all_but(self, models: dict[str, ServedModel]) -> None:
         """After a reload: drop the batchers of versions no longer served. A request still running on one keeps
