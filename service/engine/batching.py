@@ -4,14 +4,15 @@ A `MicroBatcher` holds the items waiting for one (model, operation). The first i
 starts a short timer (`wait_s`); the batch goes when the timer fires, when `max_size` items are
 waiting, or when nobody else could join, whichever comes first. "Nobody else could join" is
 `worth_waiting()` false, asked after the caller has said it `arrived()`: in the service, no other
-request in this worker is still on its way to a batcher. So the wait adapts to the load of this
-worker rather than to a fixed figure: a lone request goes at once, N requests on their way make a
-batch of N as soon as the last one arrives (the timer only bounds the wait for one that never comes),
-and requests already answered, busy writing their PNGs, make nobody wait. More workers, each with a
-share of the connections, keep their batches whole: measured with two workers at 8 connections,
-the old "anyone else in flight" test sent three passes in four alone after a wait that found nobody.
+request in this worker is still on its way to a batcher. So the wait follows this worker's load
+rather than a fixed figure: a lone request goes at once, N requests on their way make one batch as
+soon as the last arrives (the timer only bounds the wait for one that never comes), and requests
+already answered, busy writing their PNGs, make nobody wait (counted as company, they made nearly
+every request at concurrency 2 sit out the whole wait for nobody). A longer wait does not pay: past
+about 16 images a pass costs the same per image, where two workers' batches already are at 64
+connections, and 4 or 8 ms waits raised no throughput (docs/changelog.md, round 4).
 While a batch runs in the worker thread, new items queue up and go together as soon as it finishes,
-so under load the batches grow by themselves (past about 16 images a pass costs the same per image).
+so under load the batches grow by themselves.
 
 Every item has its own future: each caller gets exactly its own result. If a batch fails, its
 items are retried one by one, so an error reaches only the caller whose item caused it.
