@@ -93,6 +93,12 @@ def build_registry(settings: Settings) -> Registry:
     )
 
 
+def freeze_what_lives_on() -> None:
+    """Move every object alive now out of the garbage collector's sight (see the lifespan)."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """The app. `registry`, when given, is served as it is (already loaded); else the lifespan loads it."""
     settings = settings if settings is not None else Settings()
@@ -120,11 +126,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         stop_reloading = start_reloading(reloader, settings.reload_interval_s)
         # What startup built lives as long as the process: out of the garbage collector's sight, a full
         # collection under load scans only what requests create (shorter pauses, a shorter latency tail).
-        # A first forward pass imports what torch loads lazily, so that it is frozen too.
+        freeze_what_lives_on()
+        # What torch imports on a first forward pass too, frozen once a first pass (off the event loop) is done.
         if (first := next(iter(loaded.models.values()), None)) is not None:
-            engine.warm_up(first)
-        gc.collect()
-        gc.freeze()
+            engine.warm_up_soon(first, then=freeze_what_lives_on)
         log.info("ready: serving %s", ", ".join(f"{m.name} {m.version}" for m in loaded.models.values()))
         observe_served({m.name: m.version for m in loaded.models.values()})
         observe_readiness(True)

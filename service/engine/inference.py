@@ -194,11 +194,16 @@ class InferenceEngine:
             )
         return batcher
 
+    def warm_up_soon(self, model: ServedModel, then: Callable[[], None]) -> None:
+        """`warm_up` in the inference thread, then `then` on the event loop. The worker serves meanwhile: its first
+        requests queue behind the pass, as they would have behind their own first one, and startup is no longer."""
+        warming = asyncio.get_running_loop().run_in_executor(self.executor, self.warm_up, model)
+        warming.add_done_callback(lambda _: then())
+
     def warm_up(self, model: ServedModel) -> None:
-        """One forward pass of each operation of `model`, in the calling thread, before serving. torch imports a few
-        hundred modules on the first pass (sympy, torch.fx: about 67,000 objects): imported at startup they are frozen
-        with what startup built (the app's gc.freeze), instead of being scanned by every full collection under load
-        (measured: a full collection every few seconds at concurrency 1, the longest pauses of the process)."""
+        """One forward pass of each operation of `model`. torch imports a few hundred modules on the first pass
+        (sympy, torch.fx: about 69,000 objects): imported at once, the app freezes them (gc.freeze) instead of every
+        full collection under load scanning them (measured: a full collection every few seconds at concurrency 1)."""
         image = np.zeros((SIDE, SIDE), np.float32)
         try:
             encode_batch(model, [image])

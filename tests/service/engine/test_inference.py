@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,24 @@ def test_a_model_that_fails_to_warm_up_is_logged_not_fatal(
     with caplog.at_level(logging.WARNING, logger="digitae.inference"):
         InferenceEngine(Settings(models_dir=served_models)).warm_up(model)
     assert "warming up ae-6 failed" in caplog.text
+
+
+def test_warm_up_soon_runs_in_the_inference_thread_then_calls_back_on_the_event_loop(served_models: Path) -> None:
+    model = load_registry(served_models, torch.device("cpu"), skip_bad=False).models["ae-6"]
+    engine = InferenceEngine(Settings(models_dir=served_models))
+    called_on: list[int] = []
+
+    async def scenario() -> int:
+        try:
+            engine.warm_up_soon(model, then=lambda: called_on.append(threading.get_ident()))
+            for _ in range(600):
+                if called_on:
+                    break
+                await asyncio.sleep(0.05)
+            return threading.get_ident()
+        finally:
+            await engine.close()
+
+    loop_thread = asyncio.run(scenario())
+    assert called_on == [loop_thread], "`then` runs once, on the event loop, after the pass"
+    assert {"encode", "reconstruct", "decode"} <= set(model.graphs), f"graphs built: {sorted(model.graphs)}"
