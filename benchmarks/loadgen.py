@@ -43,6 +43,7 @@ class LoadResult:
     max_ms: float
     mean_ms: float
     errors: int  # connect, read, write, timeouts and non-2xx answers
+    load_average: float = 0.0  # the machine's 1-minute load average at the end of the run (what else was running)
 
     def to_dict(self) -> dict[str, float | int]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -93,6 +94,7 @@ def run_wrk(base_url: str, request: Request, connections: int, seconds: float, t
         max_ms=raw["max_us"] / 1000,
         mean_ms=raw["mean_us"] / 1000,
         errors=errors,
+        load_average=os.getloadavg()[0],
     )
 
 

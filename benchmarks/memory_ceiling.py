@@ -30,8 +30,8 @@ SIDE = 5000  # 25,000,000 pixels: DIGITAE_MAX_IMAGE_PIXELS' default
 # The last measurement (a 2-core machine shared with other jobs), which the deployment files' memory limits are
 # sized from (tests/delivery check them against it): decode threads it holds for, and the figures.
 DECODE_CONCURRENCY = 2
-IDLE_MIB = 285  # serving the committed checkpoints, before any request
-PEAK_MIB = 975  # 32 concurrent 5000x5000 RGBA PNGs of 4.9 MB each (the upload cap): the worst case measured
+IDLE_MIB = 370  # serving the committed checkpoints, before any request (the first forward pass done)
+PEAK_MIB = 1014  # 32 concurrent 5000x5000 RGBA PNGs of 4.9 MB each (the upload cap): the worst case measured
 HEADROOM = 1.25  # a limit is at least this times the peak
 ENCODE = "/v1/models/ae-6/encode"
 MiB = 2**20

@@ -16,8 +16,8 @@ In one run, on one machine:
    bulk: the 10,000-image test set (or 10,000 stand-in digits when ../shared/data/mnist is absent) as one .npy
    request to encode, reconstruct and decode (`Accept: application/x-npy`), against the in-process ceiling of the
    tensor work alone (benchmarks/bulk.py);
-   one worker against DIGITAE_WORKERS=auto: req/s, mean micro-batch per worker, the event loop's CPU per request
-   (benchmarks/workers.py);
+   one worker against DIGITAE_WORKERS=auto: req/s, mean micro-batch per worker, the event loop's CPU per request,
+   each process's RSS, PSS and USS (benchmarks/workers.py);
 6. where a target is missed, a py-spy profile of the server under that load;
 7. training AE-6 and VAE-2 with the project's defaults on the default data: seconds per epoch, to the early stop,
    peak memory.
@@ -217,23 +217,24 @@ def serving_table(
 ) -> list[str]:
     lines = [
         f"  {'endpoint':22s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} "
-        f"{'÷ no-op':>8s} {'÷ ceiling':>9s}"
+        f"{'÷ no-op':>8s} {'÷ ceiling':>9s} {'load':>5s}"
     ]
     for name, by_concurrency in served.items():
         for connections, r in by_concurrency.items():
             lines.append(
                 f"  {name:22s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
-                f"{ratio(r.rps, noop[connections].rps):8.0%} {share(r.rps, ceilings.get(name)):>9s}"
+                f"{ratio(r.rps, noop[connections].rps):8.0%} {share(r.rps, ceilings.get(name)):>9s} "
+                f"{r.load_average:5.1f}"
             )
     for connections, r in floor.items():
         lines.append(
             f"  {FLOOR:22s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
-            f"{ratio(r.rps, noop[connections].rps):8.0%} {'':>9s}"
+            f"{ratio(r.rps, noop[connections].rps):8.0%} {'':>9s} {r.load_average:5.1f}"
         )
     for connections, r in noop.items():
         lines.append(
             f"  {'no-op':22s} {connections:4d} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} "
-            f"{'100%':>8s} {'':>9s}"
+            f"{'100%':>8s} {'':>9s} {r.load_average:5.1f}"
         )
     return lines
 
@@ -247,8 +248,10 @@ def evaluate_targets(
     ceilings: dict[str, float],
     bulk_results: dict[str, bulk.BulkResult] | None,
     by_workers: list[workers.WorkersResult] | None = None,
+    references: dict[str, dict[int, loadgen.LoadResult]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Issue 22's targets, each with its figure from this run."""
+    """Issue 22's targets, each with its figure from this run; a tail target also with the figures that bound it
+    (`references`: the no-op endpoint's and digitae's floor's runs by concurrency, when measured)."""
     targets: list[dict[str, Any]] = [
         {
             "target": f"serving efficiency: {name} at concurrency {HIGH} >= {limit:.0%} of the in-process req/s "
@@ -288,6 +291,7 @@ def evaluate_targets(
             "limit": TAIL_RATIO_TARGET,
             "at_most": True,
             "profile": (name, HIGH),
+            "bound": tail_bound(at_high, HIGH, references or {}),
         })  # fmt: skip
     for name, by_concurrency in served.items():
         targets.append({
@@ -297,6 +301,7 @@ def evaluate_targets(
             "limit": P99_TARGET_MS,
             "at_most": True,
             "profile": (name, 1),
+            "bound": tail_bound(by_concurrency[1], 1, references or {}),
         })  # fmt: skip
     if bulk_results is not None:
         for operation, result in bulk_results.items():
@@ -312,6 +317,24 @@ def evaluate_targets(
         at_most = target.pop("at_most", False)
         target["met"] = target["value"] <= target["limit"] if at_most else target["value"] >= target["limit"]
     return targets
+
+
+def tail_bound(
+    result: loadgen.LoadResult, connections: int, references: dict[str, dict[int, loadgen.LoadResult]]
+) -> str:
+    """The figures that bound a tail target: the run's own spread, and the same spread of the references at the same
+    concurrency (the no-op endpoint: wrk and uvicorn on these cores; digitae's floor: its app without image or model
+    work). A reference whose own tail misses the target shows what no change to the operation's work can fix."""
+    figures = [
+        f"its own p50 {result.p50_ms:.2f}, p90 {result.p90_ms:.2f}, p99 {result.p99_ms:.2f}, max {result.max_ms:.1f} ms"
+    ]
+    for label, by_concurrency in references.items():
+        if (reference := by_concurrency.get(connections)) is not None:
+            figures.append(
+                f"{label} p50 {reference.p50_ms:.2f}, p99 {reference.p99_ms:.2f} ms "
+                f"({ratio(reference.p99_ms, reference.p50_ms):.1f}x)"
+            )
+    return "; ".join(figures) + f"; load average {result.load_average:.1f}"
 
 
 def notes(serving: Serving) -> list[str]:
@@ -347,7 +370,8 @@ def describe_target(target: dict[str, Any]) -> str:
     mark = "MET " if target["met"] else "MISS"
     if target.get("reported_only"):
         mark = "met " if target["met"] else "miss"
-    return f"  [{mark}] {target['target']}: {value}"
+    bound = f"\n         bounded by: {target['bound']}" if not target["met"] and target.get("bound") else ""
+    return f"  [{mark}] {target['target']}: {value}{bound}"
 
 
 # -- main -----------------------------------------------------------------------------------------------------------
@@ -676,12 +700,15 @@ def main(argv: list[str] | None = None) -> int:
         by_workers = workers.compare(models_dir, scratch, requests[MULTIPART], plan.run_s, plan.warmup_s)
         report["workers"] = [
             {"workers": r.workers, **r.load.to_dict(), "mean_batch_by_worker": r.mean_batch_by_worker,
-             "loop_cpu_us_per_request": r.loop_cpu_us_per_request}
+             "loop_cpu_us_per_request": r.loop_cpu_us_per_request, "load_average": round(r.load_average, 2),
+             "memory_mib": [{"pid": m.pid, "role": m.role, "rss": round(m.rss_mib, 1), "pss": round(m.pss_mib, 1),
+                             "uss": round(m.uss_mib, 1)} for m in r.memory]}
             for r in by_workers
         ]  # fmt: skip
         say(f"\nWorkers (benchmarks/workers.py), {MULTIPART} at concurrency {workers.CONNECTIONS}:")
         for result in by_workers:
             say(f"  {workers.describe(result)}")
+            say(f"    memory (MiB): {workers.describe_memory(result.memory)}")
 
         progress("the request middleware's own cost")
         report["middleware_cpu_us_per_request"] = cost = middleware_cost.measure()
@@ -700,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
         report["bulk"] = {name: result.to_dict() for name, result in bulk_results.items()}
         report["protocol_us_per_image"] = measure_protocol(models_dir, scratch, plan)
 
-        targets = evaluate_targets(serving.served, serving.ceilings, bulk_results, by_workers)
+        references = {"no-op": serving.noop, FLOOR: serving.floor}
+        targets = evaluate_targets(serving.served, serving.ceilings, bulk_results, by_workers, references)
         say("\nTargets (issue 22; ratios from this run)")
         for target in targets:
             say(describe_target(target))

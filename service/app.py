@@ -96,6 +96,12 @@ def build_registry(settings: Settings) -> Registry:
     )
 
 
+def freeze_what_lives_on() -> None:
+    """Move every object alive now out of the garbage collector's sight (see the lifespan)."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """The app. `registry`, when given, is served as it is (already loaded); else the lifespan loads it."""
     settings = settings if settings is not None else Settings()
@@ -106,7 +112,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         torch.set_num_threads(settings.torch_threads)
         start_tracing()  # only when the OTEL_* variables ask for it; in each worker (its own export thread)
         loaded = registry if registry is not None else build_registry(settings)
-        engine = InferenceEngine(settings, observe=observe_batch, worth_waiting=in_flight.others)
+        engine = InferenceEngine(
+            settings, observe=observe_batch, worth_waiting=in_flight.others_coming, arrived=in_flight.arrived
+        )
         reloader = Reloader(
             loaded,
             settings.models_dir,
@@ -121,8 +129,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         stop_reloading = start_reloading(reloader, settings.reload_interval_s)
         # What startup built lives as long as the process: out of the garbage collector's sight, a full
         # collection under load scans only what requests create (shorter pauses, a shorter latency tail).
-        gc.collect()
-        gc.freeze()
+        freeze_what_lives_on()
+        # What torch imports on a first forward pass too, frozen once a first pass (off the event loop) is done.
+        if (first := next(iter(loaded.models.values()), None)) is not None:
+            engine.warm_up_soon(first, then=freeze_what_lives_on)
         log.info("ready: serving %s", ", ".join(f"{m.name} {m.version}" for m in loaded.models.values()))
         observe_served({m.name: m.version for m in loaded.models.values()})
         observe_readiness(True)

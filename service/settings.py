@@ -77,7 +77,13 @@ class Settings(BaseSettings):
     )
     microbatch_enabled: bool = Field(True, description="group concurrent requests into one forward pass")
     microbatch_max_size: int = Field(64, ge=1, le=4096, description="most items in one forward pass")
-    microbatch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest wait for a batch to fill, in ms")
+    microbatch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="longest wait for a batch to fill, in ms: a batch goes sooner once no other request in this "
+        "worker is still on its way to it (at once for a lone request)",
+    )
     fast_dispatch: bool = Field(
         True,
         description="answer the routes that need none of FastAPI's per-request machinery (the inference routes) "

@@ -1,11 +1,18 @@
 """Micro-batching: concurrent requests for one model and one operation share a forward pass.
 
 A `MicroBatcher` holds the items waiting for one (model, operation). The first item to arrive
-starts a short timer (`wait_s`); the batch goes when the timer fires or when `max_size` items are
-waiting, whichever comes first. While a batch runs in the worker thread, new items queue up and go
-together as soon as it finishes, so under load the batches grow by themselves. When nobody else
-could join (`worth_waiting()` is false: no other request is in flight), the item goes at once
-instead of waiting for company that is not coming.
+starts a short timer (`wait_s`); the batch goes when the timer fires, when `max_size` items are
+waiting, or when nobody else could join, whichever comes first. "Nobody else could join" is
+`worth_waiting()` false, asked after the caller has said it `arrived()`: in the service, no other
+request in this worker is still on its way to a batcher. So the wait follows this worker's load
+rather than a fixed figure: a lone request goes at once, N requests on their way make one batch as
+soon as the last arrives (the timer only bounds the wait for one that never comes), and requests
+already answered, busy writing their PNGs, make nobody wait (counted as company, they made nearly
+every request at concurrency 2 sit out the whole wait for nobody). A longer wait does not pay: past
+about 16 images a pass costs the same per image, where two workers' batches already are at 64
+connections, and 4 or 8 ms waits raised no throughput (docs/changelog.md, round 4).
+While a batch runs in the worker thread, new items queue up and go together as soon as it finishes,
+so under load the batches grow by themselves.
 
 Every item has its own future: each caller gets exactly its own result. If a batch fails, its
 items are retried one by one, so an error reaches only the caller whose item caused it.
@@ -43,6 +50,7 @@ class MicroBatcher(Generic[Item, Result]):
         enabled: bool = True,
         observe: Observer | None = None,
         worth_waiting: Callable[[], bool] = lambda: True,
+        arrived: Callable[[], None] = lambda: None,
         span_attributes: dict[str, Any] | None = None,
     ) -> None:
         self._run = run
@@ -52,6 +60,7 @@ class MicroBatcher(Generic[Item, Result]):
         self.enabled = enabled
         self._observe = observe
         self._worth_waiting = worth_waiting
+        self._arrived = arrived
         self.span_attributes = span_attributes or {}  # on the spans of the forward passes (tracing on)
         # each item, its caller's future, and (tracing on) the caller's "wait for batch" span
         self._pending: list[tuple[Item, asyncio.Future[Result], Any]] = []
@@ -61,6 +70,7 @@ class MicroBatcher(Generic[Item, Result]):
 
     async def submit_many(self, items: Sequence[Item]) -> list[Result]:
         """Results in the order of `items`; they may travel in several forward passes."""
+        self._arrived()  # before `worth_waiting` is asked: the caller is no longer company to wait for
         if not self.enabled:
             results: list[Result] = []
             for start in range(0, len(items), self.max_size):

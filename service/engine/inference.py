@@ -9,6 +9,7 @@ requests all take the same path. Images are float32 (28, 28) in [0, 1]; latents 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.networks import SIDE
 from service.catalog.registry import ServedJudge, ServedModel
 from service.engine import graphs
 from service.engine.batching import MicroBatcher
 from service.runtime.tracing import forward_pass_span
 from service.settings import Settings
+
+log = logging.getLogger("digitae.inference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +163,13 @@ class InferenceEngine:
         settings: Settings,
         observe: BatchObserver | None = None,
         worth_waiting: Callable[[], bool] = lambda: True,
+        arrived: Callable[[], None] = lambda: None,
     ) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitae-inference")
         self._settings = settings
         self._observe = observe
         self._worth_waiting = worth_waiting
+        self._arrived = arrived
         self._batchers: dict[tuple[str, str, str], MicroBatcher] = {}
 
     def _batcher(self, model: ServedModel | ServedJudge, operation: str) -> MicroBatcher:
@@ -183,9 +189,28 @@ class InferenceEngine:
                 enabled=settings.microbatch_enabled,
                 observe=partial(observe, model.name, operation) if observe is not None else None,
                 worth_waiting=self._worth_waiting,
+                arrived=self._arrived,
                 span_attributes=span_attributes(model, operation),
             )
         return batcher
+
+    def warm_up_soon(self, model: ServedModel, then: Callable[[], None]) -> None:
+        """`warm_up` in the inference thread, then `then` on the event loop. The worker serves meanwhile: its first
+        requests queue behind the pass, as they would have behind their own first one, and startup is no longer."""
+        warming = asyncio.get_running_loop().run_in_executor(self.executor, self.warm_up, model)
+        warming.add_done_callback(lambda _: then())
+
+    def warm_up(self, model: ServedModel) -> None:
+        """One forward pass of each operation of `model`. torch imports a few hundred modules on the first pass
+        (sympy, torch.fx: about 69,000 objects): imported at once, the app freezes them (gc.freeze) instead of every
+        full collection under load scanning them (measured: a full collection every few seconds at concurrency 1)."""
+        image = np.zeros((SIDE, SIDE), np.float32)
+        try:
+            encode_batch(model, [image])
+            reconstruct_batch(model, [(image, image)])
+            decode_batch(model, [np.zeros(model.latent_dim, np.float32)])
+        except Exception:  # the model's requests will meet it and answer it; startup is not the place to fail
+            log.warning("warming up %s failed; its first requests will build its graphs", model.name, exc_info=True)
 
     def forget_all_but(self, models: dict[str, ServedModel]) -> None:
         """After a reload: drop the batchers of versions no longer served. A request still running on one keeps
@@ -197,6 +222,7 @@ class InferenceEngine:
         """A bulk request's chunk, in one hand-off to the inference thread: forward passes of at most
         microbatch_max_size items back to back, without the micro-batcher's per-item futures (the chunk is already
         several full batches) and without the event loop between them (no idle gap for the inference thread)."""
+        self._arrived()  # it joins no micro-batch: nobody waits for it
         size = self._settings.microbatch_max_size
         if isinstance(model, ServedJudge):
             function: Callable[[list[Any]], list[Any]] = partial(classify_batch, model)

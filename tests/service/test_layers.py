@@ -113,6 +113,7 @@ def test_the_app_counts_an_inference_request_as_in_flight_while_it_reads_the_bod
     assert asyncio.run(encode()) == 200
     assert seen_while_reading == [1], "the request counts while the route reads its body"
     assert app.state.in_flight.count == 0, "and no longer once it is answered"
+    assert app.state.in_flight.coming == 0, "nor as on its way to a batcher"
 
 
 def test_the_folder_map_of_the_service_names_every_layer_and_top_module_and_nothing_else() -> None:

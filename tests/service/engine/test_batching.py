@@ -94,3 +94,64 @@ def test_microbatcher_runs_off_the_event_loop() -> None:
 
     asyncio.run(scenario())
     assert work_thread and work_thread[0] != loop_thread[0]
+
+
+class Coming:
+    """A stand-in for the app's in-flight count: `coming` requests are on their way to a batcher."""
+
+    def __init__(self, coming: int) -> None:
+        self.coming = coming
+
+    def arrived(self) -> None:
+        self.coming -= 1
+
+    def others_coming(self) -> bool:
+        return self.coming > 0
+
+
+def test_microbatcher_waits_for_the_requests_on_their_way_and_goes_when_the_last_arrives() -> None:
+    """Three requests in flight: the first two wait, the third completes the batch, long before the 30 s wait."""
+    sizes: list[int] = []
+    coming = Coming(3)
+
+    async def scenario() -> tuple[list[int], float]:
+        with ThreadPoolExecutor(1) as executor:
+            batcher: MicroBatcher[int, int] = MicroBatcher(
+                lambda items: items,
+                executor=executor,
+                wait_s=30.0,
+                worth_waiting=coming.others_coming,
+                arrived=coming.arrived,
+                observe=lambda size, _: sizes.append(size),
+            )
+            first = asyncio.ensure_future(submit(batcher, 1))
+            second = asyncio.ensure_future(submit(batcher, 2))
+            await asyncio.sleep(0.05)
+            waiting = len(sizes)  # nothing sent yet: a third request is still on its way
+            started = time.perf_counter()
+            third = await asyncio.wait_for(submit(batcher, 3), timeout=10)
+            return [waiting, await first, await second, third], time.perf_counter() - started
+
+    (waiting, *results), seconds = asyncio.run(scenario())
+    assert waiting == 0, "the first two items wait while a third request is on its way"
+    assert results == [1, 2, 3] and sizes == [3], f"one pass of all three expected, got passes of {sizes}"
+    assert seconds < 10, "the batch goes when the last request arrives, not when the wait runs out"
+
+
+def test_microbatcher_sends_a_batch_at_the_deadline_when_a_request_on_its_way_never_comes() -> None:
+    sizes: list[int] = []
+    coming = Coming(2)  # the second request never reaches the batcher (say, its image was refused)
+
+    async def scenario() -> int:
+        with ThreadPoolExecutor(1) as executor:
+            batcher: MicroBatcher[int, int] = MicroBatcher(
+                lambda items: items,
+                executor=executor,
+                wait_s=0.05,
+                worth_waiting=coming.others_coming,
+                arrived=coming.arrived,
+                observe=lambda size, _: sizes.append(size),
+            )
+            return await asyncio.wait_for(submit(batcher, 5), timeout=10)
+
+    assert asyncio.run(scenario()) == 5 and sizes == [1], "the lone item goes when the wait runs out"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from service.catalog.registry import load_registry
@@ -42,3 +45,46 @@ def test_a_bulk_chunk_runs_in_passes_of_the_micro_batch_size_with_the_micro_batc
         assert a.nearest_digit == b.nearest_digit
     assert len(recon) == 3 and recon[0].image.shape == (28, 28) and recon[0].mse >= 0
     assert [d.shape for d in decoded] == [(28, 28), (28, 28)]
+
+
+def test_warm_up_builds_the_graphs_of_each_operation(served_models: Path) -> None:
+    model = load_registry(served_models, torch.device("cpu"), skip_bad=False).models["ae-6"]
+    assert not model.graphs
+    InferenceEngine(Settings(models_dir=served_models)).warm_up(model)
+    assert {"encode", "reconstruct", "decode"} <= set(model.graphs), f"graphs built: {sorted(model.graphs)}"
+
+
+def test_a_model_that_fails_to_warm_up_is_logged_not_fatal(
+    served_models: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.engine import inference
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a graph that cannot run")
+
+    monkeypatch.setattr(inference, "encode_batch", broken)
+    model = load_registry(served_models, torch.device("cpu"), skip_bad=False).models["ae-6"]
+    with caplog.at_level(logging.WARNING, logger="digitae.inference"):
+        InferenceEngine(Settings(models_dir=served_models)).warm_up(model)
+    assert "warming up ae-6 failed" in caplog.text
+
+
+def test_warm_up_soon_runs_in_the_inference_thread_then_calls_back_on_the_event_loop(served_models: Path) -> None:
+    model = load_registry(served_models, torch.device("cpu"), skip_bad=False).models["ae-6"]
+    engine = InferenceEngine(Settings(models_dir=served_models))
+    called_on: list[int] = []
+
+    async def scenario() -> int:
+        try:
+            engine.warm_up_soon(model, then=lambda: called_on.append(threading.get_ident()))
+            for _ in range(600):
+                if called_on:
+                    break
+                await asyncio.sleep(0.05)
+            return threading.get_ident()
+        finally:
+            await engine.close()
+
+    loop_thread = asyncio.run(scenario())
+    assert called_on == [loop_thread], "`then` runs once, on the event loop, after the pass"
+    assert {"encode", "reconstruct", "decode"} <= set(model.graphs), f"graphs built: {sorted(model.graphs)}"
