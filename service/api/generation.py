@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from models.corruptions import draw_seed
 from models.latents import path_positions, sample_latents, straight_path
+from service.api import examples
 from service.api import openapi as docs
 from service.api.declarations import BODY_ERRORS
 from service.api.deps import (
@@ -37,13 +38,13 @@ PRIOR_SIGMA = 1.0  # the prior is N(0, I): sample_latents ignores sigma without 
     response_model=SampleResult,
     responses={
         **docs.ok_response(
-            docs.SAMPLE_RESPONSE,
+            examples.SAMPLE_RESPONSE,
             png="all samples in one grid (rows of 10).",
             npy="`images` (n x 28 x 28 float32, the default) or `latents`, chosen by `fields`.",
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(SampleRequest, docs.SAMPLE_EXAMPLES) | image_call_parameters(),
+    openapi_extra=docs.request_body(SampleRequest, examples.SAMPLE_EXAMPLES) | image_call_parameters(),
 )
 async def sample(request: Request) -> Response:
     call = image_model_call(request)
@@ -66,13 +67,13 @@ async def sample(request: Request) -> Response:
     response_model=PriorSampleResult,
     responses={
         **docs.ok_response(
-            docs.PRIOR_SAMPLE_RESPONSE,
+            examples.PRIOR_SAMPLE_RESPONSE,
             png="all samples in one grid (rows of 10).",
             npy="`images` (n x 28 x 28 float32, the default) or `latents`, chosen by `fields`.",
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(PriorSampleRequest, docs.PRIOR_SAMPLE_EXAMPLES) | image_call_parameters(),
+    openapi_extra=docs.request_body(PriorSampleRequest, examples.PRIOR_SAMPLE_EXAMPLES) | image_call_parameters(),
 )
 async def sample_prior(request: Request) -> Response:
     call = image_model_call(request)
@@ -101,13 +102,13 @@ async def sample_prior(request: Request) -> Response:
     response_model=InterpolateResult,
     responses={
         **docs.ok_response(
-            docs.INTERPOLATE_RESPONSE,
+            examples.INTERPOLATE_RESPONSE,
             png="the images in one row.",
             npy="`images` (steps x 28 x 28 float32, the default), `latents` or `t`, chosen by `fields`.",
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(InterpolateRequest, docs.INTERPOLATE_EXAMPLES) | image_call_parameters(),
+    openapi_extra=docs.request_body(InterpolateRequest, examples.INTERPOLATE_EXAMPLES) | image_call_parameters(),
 )
 async def interpolate(request: Request) -> Response:
     call = image_model_call(request)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from models.corruptions import corrupt_all
+from service.api import examples
 from service.api import openapi as docs
 from service.api.bulk import BulkOperation, takes_bulk
 from service.api.declarations import BODY_ERRORS, successor_of
@@ -32,6 +33,7 @@ from service.codec.answers import (
     ReconstructBatchResult,
     ReconstructResult,
 )
+from service.codec.corruption_request import CorruptionSpec
 from service.codec.formats import answer_format
 from service.codec.inputs import (
     ImageSource,
@@ -44,7 +46,6 @@ from service.codec.inputs import (
 )
 from service.codec.render import DECODING, ENCODING, RECONSTRUCTION, Reconstructed, corruption_view
 from service.codec.schemas import (
-    CorruptionSpec,
     DecodeBatchRequest,
     DecodeRequest,
     EncodeBatchRequest,
@@ -100,14 +101,14 @@ BATCH_IMAGE_INPUTS = (
     response_model=EncodeResult,
     responses={
         **docs.ok_response(
-            docs.ENCODE_RESPONSE,
+            examples.ENCODE_RESPONSE,
             npy="one array of one row: `latent` (1 x m float32, the default), `logvar`, `nearest_digit` or "
             "`centroid_distances`, chosen by `fields`.",
             deprecated_forms=True,
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(EncodeRequest, docs.ENCODE_EXAMPLES, form_fields={}, raw_images=True)
+    openapi_extra=docs.request_body(EncodeRequest, examples.ENCODE_EXAMPLES, form_fields={}, raw_images=True)
     | array_call_parameters(),
 )
 @takes_bulk(ENCODE_BULK, array_model_call, deprecated=True)
@@ -127,13 +128,13 @@ async def encode(request: Request, call: ModelCall) -> Response:
     response_model=EncodeBatchResult,
     responses={
         **docs.ok_response(
-            docs.batch_of(docs.ENCODE_RESPONSE),
+            examples.batch_of(examples.ENCODE_RESPONSE),
             npy="one array: `latent` (N x m float32, the default), `logvar`, `nearest_digit` (N uint8) or "
             "`centroid_distances` (N x 10), chosen by `fields`.",
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(EncodeBatchRequest, docs.ENCODE_BATCH_EXAMPLES, npy=docs.NPY_IMAGES)
+    openapi_extra=docs.request_body(EncodeBatchRequest, examples.ENCODE_BATCH_EXAMPLES, npy=docs.NPY_IMAGES)
     | array_call_parameters(),
 )
 @takes_bulk(ENCODE_BULK, array_model_call)
@@ -167,7 +168,7 @@ RECONSTRUCT_DESCRIPTION = (
     response_model=ReconstructResult,
     responses={
         **docs.ok_response(
-            docs.RECONSTRUCT_RESPONSE,
+            examples.RECONSTRUCT_RESPONSE,
             png="the reconstruction.",
             npy="one array of one row: `image` (1 x 28 x 28 float32, the default), `input`, `latent`, `logvar`, "
             "`nearest_digit` or `loss` (1 x 2: mse, bce; 1 x 4 for a VAE: + kl, elbo; header X-Array-Columns), "
@@ -178,7 +179,7 @@ RECONSTRUCT_DESCRIPTION = (
     },
     openapi_extra=docs.request_body(
         ReconstructRequest,
-        docs.RECONSTRUCT_EXAMPLES,
+        examples.RECONSTRUCT_EXAMPLES,
         form_fields={"corruption": 'optional, as JSON text, e.g. {"noise": {"std": 0.5}, "seed": 7}'},
         raw_images=True,
     )
@@ -204,7 +205,7 @@ async def reconstruct(request: Request, call: ModelCall) -> Response:
     response_model=ReconstructBatchResult,
     responses={
         **docs.ok_response(
-            docs.batch_of(docs.RECONSTRUCT_RESPONSE),
+            examples.batch_of(examples.RECONSTRUCT_RESPONSE),
             png="the reconstructions, as a grid.",
             npy="one array: `image` (N x 28 x 28 float32, the default), `input`, `latent`, `logvar`, "
             "`nearest_digit` or `loss` (N x 2: mse, bce; N x 4 for a VAE: + kl, elbo; header X-Array-Columns), "
@@ -212,7 +213,7 @@ async def reconstruct(request: Request, call: ModelCall) -> Response:
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(ReconstructBatchRequest, docs.RECONSTRUCT_BATCH_EXAMPLES, npy=docs.NPY_IMAGES)
+    openapi_extra=docs.request_body(ReconstructBatchRequest, examples.RECONSTRUCT_BATCH_EXAMPLES, npy=docs.NPY_IMAGES)
     | image_call_parameters(),
 )
 @takes_bulk(RECONSTRUCT_BULK, image_model_call)
@@ -243,14 +244,14 @@ async def _reconstruct(
     response_model=DecodeResult,
     responses={
         **docs.ok_response(
-            docs.DECODE_RESPONSE,
+            examples.DECODE_RESPONSE,
             png="the image.",
             npy="the image, 1 x 28 x 28 float32.",
             deprecated_forms=True,
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(DecodeRequest, docs.DECODE_EXAMPLES) | image_call_parameters(),
+    openapi_extra=docs.request_body(DecodeRequest, examples.DECODE_EXAMPLES) | image_call_parameters(),
 )
 @takes_bulk(DECODE_BULK, image_model_call, deprecated=True)
 async def decode(request: Request, call: ModelCall) -> Response:
@@ -270,11 +271,13 @@ async def decode(request: Request, call: ModelCall) -> Response:
     response_model=DecodeBatchResult,
     responses={
         **docs.ok_response(
-            docs.batch_of(docs.DECODE_RESPONSE), png="the images, as a grid.", npy="the images, N x 28 x 28 float32."
+            examples.batch_of(examples.DECODE_RESPONSE),
+            png="the images, as a grid.",
+            npy="the images, N x 28 x 28 float32.",
         ),
         **error_responses(*BODY_ERRORS),
     },
-    openapi_extra=docs.request_body(DecodeBatchRequest, docs.DECODE_BATCH_EXAMPLES, npy=docs.NPY_LATENTS)
+    openapi_extra=docs.request_body(DecodeBatchRequest, examples.DECODE_BATCH_EXAMPLES, npy=docs.NPY_LATENTS)
     | image_call_parameters(),
 )
 @takes_bulk(DECODE_BULK, image_model_call)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from service.api import examples
 from service.api import openapi as docs
 from service.api.declarations import BODY_ERRORS, READ_ERRORS, successor_of
 from service.api.deps import (
@@ -101,8 +102,8 @@ CLASSIFY_DESCRIPTION = (
     "batch (`images`) sent here is still answered as before, for one release, with `Deprecation: true` and a "
     "`Link` to it.",
     response_model=ClassifyResult,
-    responses={**docs.ok_response(docs.CLASSIFY_RESPONSE, deprecated_forms=True), **error_responses(*BODY_ERRORS)},
-    openapi_extra=docs.request_body(ClassifyRequest, docs.ENCODE_EXAMPLES, form_fields={}, raw_images=True),
+    responses={**docs.ok_response(examples.CLASSIFY_RESPONSE, deprecated_forms=True), **error_responses(*BODY_ERRORS)},
+    openapi_extra=docs.request_body(ClassifyRequest, examples.ENCODE_EXAMPLES, form_fields={}, raw_images=True),
 )
 async def classify(request: Request, service: JsonServiceDep, fields: Fields = None) -> Response:
     judge, want = _judging(request, service)
@@ -121,8 +122,8 @@ async def classify(request: Request, service: JsonServiceDep, fields: Fields = N
     description=f"Each image -> its verdict, as `/classify` answers it. {CLASSIFY_DESCRIPTION} Send JSON `images` "
     "(up to max_batch, each `{image}` or `{pixels, scale}`), answered with `results` in order.",
     response_model=ClassifyBatchResult,
-    responses={**docs.ok_response(docs.batch_of(docs.CLASSIFY_RESPONSE)), **error_responses(*BODY_ERRORS)},
-    openapi_extra=docs.request_body(ClassifyBatchRequest, docs.ENCODE_BATCH_EXAMPLES),
+    responses={**docs.ok_response(examples.batch_of(examples.CLASSIFY_RESPONSE)), **error_responses(*BODY_ERRORS)},
+    openapi_extra=docs.request_body(ClassifyBatchRequest, examples.ENCODE_BATCH_EXAMPLES),
 )
 async def classify_batch(request: Request, service: JsonServiceDep, fields: Fields = None) -> Response:
     judge, want = _judging(request, service)

@@ -1,5 +1,6 @@
-"""OpenAPI for the request bodies the routes read themselves (JSON or multipart), with examples that
-work as they are in /docs ("Try it out"): a real MNIST digit as base64, and another as pixels.
+"""OpenAPI for the request bodies the routes read themselves (JSON, multipart, raw images, `.npy`), with the
+examples of `examples` (real digits: "Try it out" in /docs works as it is), and what makes the document one contract
+whatever the settings.
 
 The routes parse their bodies by hand (one route takes JSON or an upload, with caps checked while
 reading), so FastAPI cannot see the body models; `request_body` documents them and
@@ -15,7 +16,6 @@ from pydantic import BaseModel
 
 from service.api.deps import NAME_EXAMPLES
 from service.api.errors import ERROR_DESCRIPTIONS
-from service.api.examples import EXAMPLE_DIGIT_PNG_BASE64, EXAMPLE_PIXELS
 from service.catalog.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 from service.codec.arrays import NPY
 from service.codec.inputs import UPLOAD_FIELD, UPLOAD_TYPES, non_optional_model
@@ -50,56 +50,6 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     InferenceRequest,  # the Open Inference Protocol's (service/api/v2.py)
 )
 _REF = "#/components/schemas/{model}"
-
-IMAGE = {"image": EXAMPLE_DIGIT_PNG_BASE64}
-PIXELS = {"pixels": EXAMPLE_PIXELS, "scale": "0-255"}
-TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA..."
-
-
-def _examples(**examples: tuple[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: {"summary": summary, "value": value} for name, (summary, value) in examples.items()}
-
-
-ENCODE_EXAMPLES = _examples(
-    image=("a digit image (PNG, base64)", IMAGE),
-    pixels=("a digit as 28x28 pixels, 0-255", PIXELS),
-)
-ENCODE_BATCH_EXAMPLES = _examples(batch=("two digits: answered with `results`", {"images": [IMAGE, PIXELS]}))
-RECONSTRUCT_EXAMPLES = _examples(
-    image=("a digit image (PNG, base64)", IMAGE),
-    pixels=("a digit as 28x28 pixels, 0-255", PIXELS),
-    noise=("with gaussian noise, reproducible", {**IMAGE, "corruption": {"noise": {"mean": 0, "std": 0.5}, "seed": 7}}),
-    occlusion=(
-        "with a random occlusion covering 10-30% of the image",
-        {**PIXELS, "corruption": {"occlusion": {"area": [0.1, 0.3], "aspect": [0.5, 2.0], "fill": 0}, "seed": 3}},
-    ),
-    rectangle=(
-        "with an explicit occluding rectangle",
-        {**IMAGE, "corruption": {"occlusion": {"rectangle": {"top": 4, "left": 4, "height": 10, "width": 20}}}},
-    ),
-)
-RECONSTRUCT_BATCH_EXAMPLES = _examples(
-    batch=("two digits: answered with `results`", {"images": [IMAGE, PIXELS]}),
-    noise=("both with gaussian noise", {"images": [IMAGE, PIXELS], "corruption": {"noise": {"std": 0.5}, "seed": 7}}),
-)
-DECODE_EXAMPLES = _examples(
-    latent6=("a latent for a 6-dimensional model (ae-6, vae-6)", {"latent": [0.5, -0.3, 1.2, 0.0, -0.8, 0.4]}),
-    latent2=("a latent for a 2-dimensional model (ae-2, vae-2)", {"latent": [0.5, -0.3]}),
-)
-DECODE_BATCH_EXAMPLES = _examples(
-    batch2=("three latents for a 2-dimensional model", {"latents": [[0.0, 0.0], [1.0, -1.0], [-1.5, 0.5]]}),
-)
-SAMPLE_EXAMPLES = _examples(
-    digit=("8 samples around the centroid of 3", {"digit": 3, "sigma": 0.5, "n": 8, "seed": 0}),
-    far=("straying far from the centroid", {"digit": 3, "sigma": 5.0, "n": 8, "seed": 0}),
-)
-PRIOR_SAMPLE_EXAMPLES = _examples(prior=("8 draws from a VAE's prior N(0, I)", {"n": 8, "seed": 1}))
-INTERPOLATE_EXAMPLES = _examples(
-    digits=("from the centroid of 1 to the centroid of 7", {"from": {"digit": 1}, "to": {"digit": 7}, "steps": 10}),
-    images=("from an image to another", {"from": IMAGE, "to": PIXELS, "steps": 8}),
-    mixed=("from a digit's centroid to an image", {"from": {"digit": 0}, "to": IMAGE, "steps": 6}),
-)
-
 
 RAW_IMAGE = {"schema": {"type": "string", "format": "binary"}}
 # A media type object has no `description` (OpenAPI 3.1): it lives in the schema.
@@ -345,53 +295,10 @@ def document_contract(openapi: dict[str, Any]) -> None:
                     }
                     parameter.setdefault("examples", NAME_EXAMPLES)
     for schema in openapi["components"]["schemas"].values():
-        for form in (schema, *schema.get("oneOf", [])):  # a request's single-image forms (schemas.IMAGE_FORMS)
+        for form in (schema, *schema.get("oneOf", [])):  # a request's single-image forms (schema_rules.IMAGE_FORMS)
             for field in form.get("properties", {}).values():
                 if "default" in field and field["default"] is None:
                     del field["default"]
-
-
-# -- response examples -------------------------------------------------------------------------------
-
-ENCODE_RESPONSE = {
-    "latent": [0.84, -1.92],
-    "logvar": [-3.1, -2.8],
-    "nearest_digit": 2,
-    "centroid_distances": [2.1, 3.4, 0.3, 1.9, 2.7, 1.5, 2.2, 3.0, 1.1, 2.5],
-}
-RECONSTRUCT_RESPONSE = {
-    "image": TINY_PNG,
-    "input": TINY_PNG,
-    "latent": [0.84, -1.92],
-    "logvar": [-3.1, -2.8],
-    "nearest_digit": 2,
-    "loss": {"mse": 0.021, "bce": 0.094, "kl": 6.2, "elbo": -79.9},
-    "corruption": {"seed": 7, "noise": {"mean": 0.0, "std": 0.5}, "occlusion": None},
-}
-DECODE_RESPONSE = {"image": TINY_PNG}
-CLASSIFY_RESPONSE = {
-    "digit": 2,
-    "confidence": 0.97,
-    "probabilities": [0.001, 0.002, 0.97, 0.01, 0.001, 0.002, 0.001, 0.009, 0.003, 0.001],
-}
-SAMPLE_RESPONSE = {
-    "images": [TINY_PNG, TINY_PNG],
-    "latents": [[0.8, -1.9], [0.7, -2.1]],
-    "digit": 3,
-    "sigma": 0.5,
-    "seed": 0,
-}
-PRIOR_SAMPLE_RESPONSE = {"images": [TINY_PNG, TINY_PNG], "latents": [[0.3, -1.2], [-0.9, 0.4]], "seed": 1}
-INTERPOLATE_RESPONSE = {
-    "images": [TINY_PNG, TINY_PNG, TINY_PNG],
-    "latents": [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]],
-    "t": [0.0, 0.5, 1.0],
-}
-
-
-def batch_of(example: dict[str, Any]) -> dict[str, Any]:
-    """A batch answer's example: `results`, each a single answer."""
-    return {"results": [example]}
 
 
 DEPRECATION_HEADERS = {

@@ -1,13 +1,13 @@
 """Rules of a request that pydantic checks in a validator, stated in its JSON schema too, so the OpenAPI document
-accepts exactly what the service does: one of several ways of giving an input, at least one of some fields, the
-pixel range each `scale` allows, and integers as JSON Schema counts them (6.0 is 6)."""
+accepts exactly what the service does: requests are strict (`RequestModel`), one of several ways of giving an input,
+at least one of some fields, the pixel range each `scale` allows, and integers as JSON Schema counts them (6.0 is 6)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 IMAGE_FORMAT = "image-base64"  # the `format` of a JSON image field (an OpenAPI format is open-ended)
 PIXEL_RANGES = {"0-1": 1, "0-255": 255}  # the largest pixel value each `scale` allows (as pixels_to_array checks)
@@ -22,6 +22,15 @@ def _whole(value: Any) -> Any:
 # After a field's constraints in `Annotated` (so its schema keeps minimum/maximum), or as the whole type.
 WHOLE = BeforeValidator(_whole)
 WholeNumber = Annotated[int, WHOLE]
+MAX_SEED = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED), WHOLE]
+Digit = Annotated[int, Field(ge=0, le=9), WHOLE]
+
+
+class RequestModel(BaseModel):
+    """Every request body: unknown fields, NaN and infinity refused, no coercion (no "6" for 6)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, populate_by_name=False)
 
 
 def _present(schema: dict[str, Any], name: str) -> dict[str, Any]:
@@ -78,3 +87,34 @@ def at_least_one_of(*names: str) -> Callable[[dict[str, Any]], None]:
         schema["not"] = {"properties": {name: NULL for name in names}}
 
     return declare
+
+
+IMAGE_FORMS = (("image",), ("pixels", "scale"))  # the two ways to send one image
+
+
+def one_image_form(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON schema of a model taking one image: exactly one of `{image}` or `{pixels, scale}`, a `oneOf` of two
+    closed objects (each with the model's other fields), which is what the validators check and what client
+    generators type as a union; and `pixels` within their `scale`'s range (a `not`, which generators leave alone)."""
+    properties = schema.pop("properties")
+    others = {name: value for name, value in properties.items() if name not in ("image", "pixels", "scale")}
+    for key in ("type", "required", "additionalProperties"):
+        schema.pop(key, None)
+    schema["oneOf"] = [
+        {
+            "type": "object",
+            "title": f"{model.__name__}With{form[0].title()}",
+            "properties": {**{name: _not_null(properties[name]) for name in form}, **others},
+            "required": list(form),
+            "additionalProperties": False,
+        }
+        for form in IMAGE_FORMS
+    ]
+    schema["not"] = {"anyOf": pixels_over_their_scale()}
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema (`anyOf: [X, null]`) as X, for a form in which the field is required."""
+    outer = {key: value for key, value in schema.items() if key not in ("anyOf", "default", "title")}
+    present = [branch for branch in schema.get("anyOf", [schema]) if branch.get("type") != "null"]
+    return {**present[0], **outer}

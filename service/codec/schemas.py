@@ -11,32 +11,26 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Self
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from torch import Tensor
 
-from models.corruptions import CorruptionPlan, GaussianNoise, Occlusion, draw_seed
 from models.networks import SIDE
+from service.codec.corruption_request import CORRUPTION_DESCRIPTION, CorruptionSpec
 from service.codec.schema_rules import (
     IMAGE_FORMAT,
-    WHOLE,
+    Digit,
+    RequestModel,
+    Seed,
     WholeNumber,
-    at_least_one_of,
     exactly_one_of,
-    pixels_over_their_scale,
+    one_image_form,
 )
 
 LATENT_LIMIT = 1e6  # larger latent values overflow float32 inside the decoder
 BATCH_CEILING = 4096  # the most items a batch list can hold under any setting (max_batch's own upper bound)
-MAX_SEED = 2**63 - 1
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED), WHOLE]
-Digit = Annotated[int, Field(ge=0, le=9), WHOLE]
 
 
 # -- requests ------------------------------------------------------------------------------------------
-
-
-class RequestModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, populate_by_name=False)
 
 
 def _setting(info: ValidationInfo, name: str) -> Any:
@@ -95,37 +89,6 @@ ImageText = Annotated[
 ]
 
 
-IMAGE_FORMS = (("image",), ("pixels", "scale"))  # the two ways to send one image
-
-
-def _one_image_form(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """The JSON schema of a model taking one image: exactly one of `{image}` or `{pixels, scale}`, a `oneOf` of two
-    closed objects (each with the model's other fields), which is what the validators check and what client
-    generators type as a union; and `pixels` within their `scale`'s range (a `not`, which generators leave alone)."""
-    properties = schema.pop("properties")
-    others = {name: value for name, value in properties.items() if name not in ("image", "pixels", "scale")}
-    for key in ("type", "required", "additionalProperties"):
-        schema.pop(key, None)
-    schema["oneOf"] = [
-        {
-            "type": "object",
-            "title": f"{model.__name__}With{form[0].title()}",
-            "properties": {**{name: _not_null(properties[name]) for name in form}, **others},
-            "required": list(form),
-            "additionalProperties": False,
-        }
-        for form in IMAGE_FORMS
-    ]
-    schema["not"] = {"anyOf": pixels_over_their_scale()}
-
-
-def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
-    """An optional field's schema (`anyOf: [X, null]`) as X, for a form in which the field is required."""
-    outer = {key: value for key, value in schema.items() if key not in ("anyOf", "default", "title")}
-    present = [branch for branch in schema.get("anyOf", [schema]) if branch.get("type") != "null"]
-    return {**present[0], **outer}
-
-
 class ImageRequest(RequestModel):
     """What an image route reads: its images (`items`), and whether they came as a batch (answered `results`)."""
 
@@ -141,7 +104,7 @@ class ImageRequest(RequestModel):
 class ImageItem(ImageRequest):
     """One image: `image` (base64 file) or `pixels` with their `scale`."""
 
-    model_config = ConfigDict(json_schema_extra=_one_image_form)
+    model_config = ConfigDict(json_schema_extra=one_image_form)
 
     image: ImageText | None = None
     pixels: Pixels | None = None
@@ -205,86 +168,6 @@ class ClassifyRequest(ImageItem):
 
 class ClassifyBatchRequest(ImageBatch):
     """Images to classify, answered with `results`."""
-
-
-class NoiseSpec(RequestModel):
-    mean: float = Field(0.0, ge=-1, le=1, description="mean of the added per-pixel noise")
-    std: float = Field(1.0, ge=0, le=10, description="its standard deviation (pixels are in [0, 1], then clipped)")
-
-
-Fraction = Annotated[float, Field(gt=0, le=1)]
-Ratio = Annotated[float, Field(ge=0.05, le=20)]
-
-
-class Rectangle(RequestModel):
-    """Where to occlude; the part that lies outside the 28x28 image is left out (`clipped`)."""
-
-    top: WholeNumber = Field(ge=0, le=SIDE - 1)
-    left: WholeNumber = Field(ge=0, le=SIDE - 1)
-    height: WholeNumber = Field(ge=1, le=SIDE)
-    width: WholeNumber = Field(ge=1, le=SIDE)
-
-    def clipped(self) -> tuple[int, int, int, int]:
-        """(top, left, height, width) of the part inside the image: what is occluded, and echoed back."""
-        return self.top, self.left, min(self.height, SIDE - self.top), min(self.width, SIDE - self.left)
-
-
-class OcclusionSpec(RequestModel):
-    area: Fraction | tuple[Fraction, Fraction] = Field(
-        (0.1, 0.3), description="fraction of the image covered: a number, or a range [a, b] to draw from (either order)"
-    )
-    aspect: Ratio | tuple[Ratio, Ratio] = Field(
-        (0.5, 2.0),
-        description="width/height ratio: a number, or a range [a, b] to draw from (log-uniformly; either order)",
-    )
-    fill: float = Field(0.0, ge=0, le=1, description="the value painted into the rectangle")
-    rectangle: Rectangle | None = Field(
-        None,
-        description="an explicit rectangle (the part outside the 28x28 image left out); when given, area and "
-        "aspect are unused",
-    )
-
-    @field_validator("area", "aspect")
-    @classmethod
-    def _ordered(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
-        """A range's two ends in either order (a schema cannot order the items of a pair, so neither does the API)."""
-        return (min(value), max(value)) if isinstance(value, tuple) else value
-
-    @staticmethod
-    def as_range(value: float | tuple[float, float]) -> tuple[float, float]:
-        return value if isinstance(value, tuple) else (value, value)
-
-
-class CorruptionSpec(RequestModel):
-    """The report's robustness experiment as a request: occlusion, then noise, both drawn from `seed`."""
-
-    model_config = ConfigDict(json_schema_extra=at_least_one_of("noise", "occlusion"))
-
-    noise: NoiseSpec | None = Field(None, description="additive gaussian noise")
-    occlusion: OcclusionSpec | None = Field(None, description="a filled rectangle")
-    seed: Seed | None = Field(None, description="same seed, same corruption; drawn when absent")
-
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if self.noise is None and self.occlusion is None:
-            raise ValueError("give 'noise' and/or 'occlusion' (or leave out 'corruption')")
-        return self
-
-    def plan(self) -> CorruptionPlan:
-        """The corruption as models.corruptions runs it, its seed drawn when the request gave none."""
-        occlusion, rectangle = None, None
-        if self.occlusion is not None:
-            o = self.occlusion
-            area, aspect = OcclusionSpec.as_range(o.area), OcclusionSpec.as_range(o.aspect)
-            occlusion = Occlusion(area=area, aspect=aspect, fill=o.fill)
-            if o.rectangle is not None:
-                rectangle = o.rectangle.clipped()
-        noise = GaussianNoise(mean=self.noise.mean, std=self.noise.std) if self.noise is not None else None
-        seed = self.seed if self.seed is not None else draw_seed()
-        return CorruptionPlan(seed=seed, noise=noise, occlusion=occlusion, rectangle=rectangle)
-
-
-CORRUPTION_DESCRIPTION = "optional corruption applied before the model sees the image"
 
 
 class ReconstructRequest(ImageItem):
@@ -436,6 +319,3 @@ class InterpolateRequest(RequestModel):
     def _steps_cap(cls, steps: int, info: ValidationInfo) -> int:
         _at_most(steps, info, "max_interpolation_steps")
         return steps
-
-
-# -- responses ----------------------------------------------------------------------------------------

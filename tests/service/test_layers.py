@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from models.corruptions import corrupt_all
 from service.app import create_app
 from service.catalog.registry import UnknownModel, load_registry
+from service.codec.corruption_request import CorruptionSpec
 from service.codec.errors import ApiError
 from service.codec.render import corruption_view
-from service.codec.schemas import CorruptionSpec
 from service.middleware.in_flight import InFlight, InFlightMiddleware
 from service.settings import Settings
 from tests.support import build_checkpoints
