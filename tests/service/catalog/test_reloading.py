@@ -167,6 +167,7 @@ class VersionLoad:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # its load must reach both workers within the reload's deadline: alone, not beside other tests
 @pytest.mark.timeout(180)
 def test_a_new_checkpoint_reaches_every_worker_under_load_and_a_tampered_one_is_refused(tmp_path: Path) -> None:
     interval = 1.0

@@ -172,6 +172,7 @@ def ready_through(url: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # counts failed requests under wrk load through a rolling restart: alone, not beside other tests
 @pytest.mark.timeout(240)
 def test_rolling_restart_and_model_update_behind_haproxy_lose_no_request(tmp_path: Path) -> None:
     haproxy, wrk = needs("haproxy"), needs("wrk")

@@ -23,7 +23,8 @@ SECONDS = 12.0
 KILL_AT_S = 3.0
 
 
-pytestmark = pytest.mark.server_settings(workers=WORKERS, torch_threads=1, log_level="warning")
+# serial: it counts the seconds without an answer after a kill, which other tests running beside it would lengthen
+pytestmark = [pytest.mark.server_settings(workers=WORKERS, torch_threads=1, log_level="warning"), pytest.mark.serial]
 
 
 def serves_clients(worker: psutil.Process, port: int) -> bool:
