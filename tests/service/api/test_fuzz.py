@@ -3,7 +3,7 @@ them to a real server, with every check it has. Every answer must be a documente
 documented content type and headers, and a body matching its documented schema; requests the schema allows must be
 served and requests that break it refused; auth, methods and required headers as declared.
 
-Per operation: the documented request examples, then DIGITAE_FUZZ_EXAMPLES (default 100) valid-by-schema requests and
+Per operation: the documented request examples, then DIGITAE_FUZZ_EXAMPLES (default 50) valid-by-schema requests and
 as many invalid ones, each checked by every check (schemathesis.toml at the repository root says where a rule depends
 on the model, and tests/support/fuzz_hooks.py gives real images for binary bodies). Model names are drawn from the
 served models as well as at random, so most requests reach a model. The checks that need schemathesis' own phases
@@ -34,13 +34,13 @@ from schemathesis import GenerationMode
 
 from tests.support import REPO_ROOT, TINY_MODELS, ServerProcess
 
-EXAMPLES = int(os.environ.get("DIGITAE_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("DIGITAE_FUZZ_EXAMPLES", "50"))
 SEED = os.environ.get("DIGITAE_FUZZ_SEED")
 SERVED = [name for name, _, _ in TINY_MODELS]
 # `st run`'s phases for the checks that need them: examples, coverage (headers left out, other methods, no key) and
 # stateful (links between operations); its fuzzing phase is the Python harness's own, above.
 CLI_PHASES = "examples,coverage,stateful"
-CLI_EXAMPLES = max(5, EXAMPLES // 10)
+CLI_EXAMPLES = max(5, EXAMPLES // 5)
 
 
 @dataclass
