@@ -13,6 +13,7 @@ from service.api import examples
 from service.api import openapi as docs
 from service.api.declarations import BODY_ERRORS
 from service.api.deps import (
+    ModelCall,
     image_call_parameters,
     image_model_call,
 )
@@ -21,7 +22,7 @@ from service.codec.answers import InterpolateResult, PriorSampleResult, SampleRe
 from service.codec.errors import ApiError
 from service.codec.formats import answer_format
 from service.codec.inputs import ImageSource, load_images, read_json
-from service.codec.render import INTERPOLATION, PRIOR_SAMPLING, SAMPLING, Samples, Walk
+from service.codec.render import INTERPOLATION, PRIOR_SAMPLING, SAMPLING, Rendering, Samples, Walk
 from service.codec.schemas import InterpolateRequest, PriorSampleRequest, SampleRequest
 
 v1 = APIRouter(prefix="/v1")  # create_app adds the API-key check when keys are set
@@ -49,12 +50,7 @@ PRIOR_SIGMA = 1.0  # the prior is N(0, I): sample_latents ignores sigma without 
 async def sample(request: Request) -> Response:
     call = image_model_call(request)
     body = await read_json(request, SampleRequest, call.validation_context)
-    model = call.model
-    answer = answer_format(call.output, SAMPLING, model, bulk=False)
-    seed = body.seed if body.seed is not None else draw_seed()
-    latents = sample_latents(model.centroids_cpu, body.digit, body.sigma, body.n, seed).numpy()
-    images = await call.engine.decode(model, list(latents)) if answer.needs("images") else []
-    return answer.answer([Samples(latents, images, body.digit, body.sigma, seed)], is_batch=False)
+    return await _draw(call, SAMPLING, body.digit, body.sigma, body.n, body.seed)
 
 
 @v1.post(
@@ -85,11 +81,18 @@ async def sample_prior(request: Request) -> Response:
             f"/v1/models/{model.name}/sample",
         )
     body = await read_json(request, PriorSampleRequest, call.validation_context)
-    answer = answer_format(call.output, PRIOR_SAMPLING, model, bulk=False)
-    seed = body.seed if body.seed is not None else draw_seed()
-    latents = sample_latents(model.centroids_cpu, None, PRIOR_SIGMA, body.n, seed).numpy()
-    images = await call.engine.decode(model, list(latents)) if answer.needs("images") else []
-    return answer.answer([Samples(latents, images, None, PRIOR_SIGMA, seed)], is_batch=False)
+    return await _draw(call, PRIOR_SAMPLING, None, PRIOR_SIGMA, body.n, body.seed)
+
+
+async def _draw(
+    call: ModelCall, rendering: Rendering[Samples], digit: int | None, sigma: float, n: int, seed: int | None
+) -> Response:
+    """`n` latents around `digit`'s centroid (None: the prior's centre), decoded where the answer shows images."""
+    answer = answer_format(call.output, rendering, call.model, bulk=False)
+    seed = seed if seed is not None else draw_seed()
+    latents = sample_latents(call.model.centroids_cpu, digit, sigma, n, seed).numpy()
+    images = await call.engine.decode(call.model, list(latents)) if answer.needs("images") else []
+    return answer.answer([Samples(latents, images, digit, sigma, seed)], is_batch=False)
 
 
 @v1.post(
